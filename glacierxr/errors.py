@@ -1,0 +1,96 @@
+"""The glacierxr exception hierarchy.
+
+Every error raised on bad user input is a :class:`GlacierxrError`. Each subclass also derives
+from the builtin exception a Python user would expect (``ValueError``, ``FileNotFoundError``,
+...), so ``except ValueError`` keeps working. Messages say what was wrong *and* what to change.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GlacierxrError",
+    "InvalidBBoxError",
+    "InvalidDatetimeError",
+    "UnknownSensorError",
+    "StacConnectionError",
+    "EmptySearchError",
+    "MissingBandError",
+    "UnsupportedItemError",
+    "CRSError",
+    "GridError",
+    "UnknownModelError",
+    "CheckpointError",
+    "CheckpointVersionError",
+    "InputShapeError",
+    "StoreExistsError",
+    "OptionalDependencyError",
+    "ServerError",
+]
+
+
+class GlacierxrError(Exception):
+    """Base class of every error glacierxr raises on purpose."""
+
+
+class InvalidBBoxError(GlacierxrError, ValueError):
+    """A bounding box is malformed, inverted or outside lon/lat limits."""
+
+
+class InvalidDatetimeError(GlacierxrError, ValueError):
+    """A date window cannot be parsed, is empty or is inverted."""
+
+
+class UnknownSensorError(GlacierxrError, ValueError):
+    """A sensor, provider or collection name is not known to :mod:`glacierxr.sensors`."""
+
+
+class StacConnectionError(GlacierxrError, ConnectionError):
+    """A STAC API could not be reached or did not answer like a STAC API."""
+
+
+class EmptySearchError(GlacierxrError, LookupError):
+    """A STAC search returned no item."""
+
+
+class MissingBandError(GlacierxrError, ValueError):
+    """Items or a datacube lack a band that is required."""
+
+
+class UnsupportedItemError(GlacierxrError, ValueError):
+    """A STAC item cannot be placed on a map grid (e.g. Sentinel-1 GRD in radar geometry)."""
+
+
+class CRSError(GlacierxrError, ValueError):
+    """A coordinate reference system is missing or cannot be determined."""
+
+
+class GridError(GlacierxrError, ValueError):
+    """A requested output grid (resolution, chunks, shape) is invalid."""
+
+
+class UnknownModelError(GlacierxrError, ValueError):
+    """A model architecture or preset name is not registered."""
+
+
+class CheckpointError(GlacierxrError, ValueError):
+    """A file is not a glacierxr checkpoint, or does not fit the architecture it names."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """A checkpoint was written by a newer, incompatible format version."""
+
+
+class InputShapeError(GlacierxrError, ValueError):
+    """An input tensor or array has a shape the operation cannot accept."""
+
+
+class StoreExistsError(GlacierxrError, FileExistsError):
+    """An output already exists and the call did not ask to overwrite or resume it."""
+
+
+class OptionalDependencyError(GlacierxrError, ImportError):
+    """An optional dependency is needed; the message names the ``pip install`` command."""
+
+
+class ServerError(GlacierxrError, RuntimeError):
+    """A local server (e.g. the STAC API) failed to start or stopped unexpectedly."""
