@@ -1,4 +1,9 @@
-"""glacierxr: lazy, Dask-native glacier mapping from STAC imagery."""
+"""glacierxr: lazy, Dask-native glacier mapping from STAC imagery.
+
+>>> import glacierxr as gx
+>>> items = gx.search(url, bbox=(w, s, e, n), datetime="2023-07-15/2023-09-30")   # doctest: +SKIP
+>>> cube = gx.open_cube(items, bbox=(w, s, e, n), resolution=10)                  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-from glacierxr import errors  # noqa: E402
+from glacierxr import errors, sensors  # noqa: E402
+from glacierxr.cube import open_cube, plan_cube  # noqa: E402
+from glacierxr.errors import GlacierxrError  # noqa: E402
+from glacierxr.search import late_summer, search  # noqa: E402
 
-__all__ = ["__version__", "errors"]
+__all__ = ["__version__", "errors", "sensors", "search", "late_summer", "open_cube", "plan_cube", "GlacierxrError"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "GlacierxrError",
+    "InvalidArgumentError",
     "InvalidBBoxError",
     "InvalidDatetimeError",
     "UnknownSensorError",
@@ -30,6 +31,10 @@ __all__ = [
 
 class GlacierxrError(Exception):
     """Base class of every error glacierxr raises on purpose."""
+
+
+class InvalidArgumentError(GlacierxrError, ValueError):
+    """An argument has a value outside what the function accepts."""
 
 
 class InvalidBBoxError(GlacierxrError, ValueError):

@@ -1,0 +1,373 @@
+"""STAC items -> one lazy, one-grid datacube (``xarray.Dataset``) with stackstac.
+
+Every sensor is stacked with :func:`stackstac.stack` onto the same :class:`~glacierxr.geo.Grid`
+(exact bounds, pixel-centre coordinates), then turned into physical values and composited:
+
+* Sentinel-2 / Landsat (optical): stored values -> reflectance with each item's own
+  scale/offset, nodata -> NaN, cloud / shadow / defective pixels masked with the scene
+  classification (snow and ice kept), same-day tiles mosaicked, median over the dates.
+* Sentinel-1 RTC (SAR): linear gamma0, nodata -> NaN, median over the dates.
+* DEM: bilinear onto the grid, tiles mosaicked.
+* Indices: NDVI, NDSI, NDWI from the composite.
+
+Nothing is read until the result is computed. The stackstac traps this module works around
+(see DESIGN.md): it ignores projection v2 ``proj:code`` (we set ``proj:epsg`` on item copies),
+its own grid can come out larger than asked (we pass exact ``bounds`` and check the shape), it
+refuses ``rescale`` with float32 (we apply scale/offset per item ourselves) and same-day tiles
+share a timestamp (we mosaic per day before the median).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pystac
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+from glacierxr import sensors as _sensors
+from glacierxr.errors import GridError, MissingBandError, UnsupportedItemError
+from glacierxr.geo import Grid, grid_from_bbox
+from glacierxr.indices import add_indices
+
+__all__ = ["AssetPlan", "SensorPlan", "CubePlan", "plan_cube", "open_cube"]
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """Where one band of one item comes from and how its stored values become physical values."""
+
+    item_id: str
+    band: str
+    asset_key: str
+    href: str
+    scale: float
+    offset: float
+    nodata: float | None
+
+
+@dataclass(frozen=True)
+class SensorPlan:
+    """The items of one sensor, normalised for stacking, and their per-band assets."""
+
+    sensor: _sensors.SensorSpec
+    items: tuple[pystac.Item, ...]
+    """Copies of the input items whose asset keys are the cube's band names."""
+    assets: tuple[AssetPlan, ...]
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Bands stacked for this sensor (data bands, then the mask band if any)."""
+        extra = (self.sensor.mask.band.name,) if self.sensor.mask else ()
+        return self.sensor.band_names + extra
+
+    def asset(self, item_id: str, band: str) -> AssetPlan:
+        """The plan of one band of one item."""
+        for a in self.assets:
+            if a.item_id == item_id and a.band == band:
+                return a
+        raise KeyError((item_id, band))
+
+
+@dataclass(frozen=True)
+class CubePlan:
+    """The output grid and, per sensor, what will be read: no pixel I/O needed to make it."""
+
+    grid: Grid
+    sensors: dict[str, SensorPlan]
+
+
+def _group(items: Mapping[str, Iterable[pystac.Item]] | Iterable[pystac.Item]) -> dict[str, list[pystac.Item]]:
+    groups: dict[str, list[pystac.Item]] = {}
+    flat = (it for group in items.values() for it in group) if isinstance(items, Mapping) else items
+    for it in flat:
+        if isinstance(it, dict):
+            it = pystac.Item.from_dict(it)
+        groups.setdefault(_sensors.identify(it).name, []).append(it)
+    return groups
+
+
+def _epsg_from(d: Mapping) -> int | None:
+    if d.get("proj:epsg") is not None:
+        return int(d["proj:epsg"])
+    code = d.get("proj:code")
+    if isinstance(code, str) and code.upper().startswith("EPSG:"):
+        return int(code.split(":")[1])
+    return None
+
+
+def _normalise(item: pystac.Item, spec: _sensors.SensorSpec) -> tuple[pystac.Item, list[AssetPlan]]:
+    """A copy of ``item`` whose assets are keyed by band name, with ``proj:epsg`` set for stackstac."""
+    if item.collection_id in spec.unsupported:
+        raise UnsupportedItemError(f"Item {item.id!r}: {spec.unsupported[item.collection_id]}")
+    bands = spec.bands + ((spec.mask.band,) if spec.mask else ())
+    new = item.clone()
+    new.assets = {}
+    plans = []
+    item_epsg = _epsg_from(item.properties)
+    for band in bands:
+        key = _sensors.asset_for(item, band, spec.name)
+        asset = item.assets[key].clone()
+        epsg = _epsg_from(asset.extra_fields) or item_epsg
+        if epsg is not None:
+            asset.extra_fields["proj:epsg"] = epsg
+        new.add_asset(band.name, asset)
+        scale, offset = _sensors.scale_offset(item, key, band, spec)
+        plans.append(AssetPlan(item.id, band.name, key, asset.href, scale, offset, _sensors.nodata_of(item, key, band)))
+    if item_epsg is not None:
+        new.properties["proj:epsg"] = item_epsg
+    return new, plans
+
+
+def plan_cube(
+    items: Mapping[str, Iterable[pystac.Item]] | Iterable[pystac.Item],
+    *,
+    bbox: Sequence[float],
+    resolution: float = 10.0,
+    crs: object = None,
+) -> CubePlan:
+    """Decide the grid and the assets of every sensor, without reading a pixel.
+
+    Parameters
+    ----------
+    items
+        The result of :func:`glacierxr.search` (items per sensor) or any iterable of items;
+        each item's sensor is recognised from its collection.
+    bbox
+        ``(west, south, east, north)`` in degrees.
+    resolution
+        Pixel size in metres.
+    crs
+        Output CRS; the UTM zone of the bbox centre by default.
+
+    Returns
+    -------
+    CubePlan
+
+    Raises
+    ------
+    InvalidBBoxError, GridError, CRSError
+        On a bad bbox, resolution or CRS.
+    UnknownSensorError, UnsupportedItemError, MissingBandError
+        On items no sensor recognises, items that cannot be placed on a map grid, or items
+        lacking a required band.
+    """
+    grid = grid_from_bbox(bbox, resolution=resolution, crs=crs)
+    groups = _group(items)
+    if not groups:
+        raise MissingBandError("No STAC items were given; search first, e.g. gx.search(url, bbox=..., datetime=...).")
+    plans = {}
+    for name, group in groups.items():
+        spec = _sensors.get(name)
+        normalised, assets = [], []
+        for it in group:
+            n, a = _normalise(it, spec)
+            normalised.append(n)
+            assets.extend(a)
+        plans[name] = SensorPlan(spec, tuple(normalised), tuple(assets))
+    return CubePlan(grid, plans)
+
+
+# ----------------------------------------------------------------------------- stacking
+
+
+def _stack(plan: SensorPlan, grid: Grid, chunks: int) -> xr.DataArray:
+    import stackstac
+    from rasterio.enums import Resampling
+
+    resampling = Resampling[plan.sensor.bands[0].resampling]
+    arr = stackstac.stack(
+        [it.to_dict() for it in plan.items],
+        assets=list(plan.bands),
+        epsg=grid.epsg,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
+        snap_bounds=False,
+        resampling=resampling,
+        chunksize=chunks,
+        dtype=np.dtype("float32"),
+        fill_value=np.float32(np.nan),
+        rescale=False,
+        xy_coords="center",
+        properties=False,
+        band_coords=False,
+        sortby_date="asc",
+        errors_as_nodata=(),
+    )
+    if arr.shape[-2:] != grid.shape:
+        raise GridError(
+            f"stackstac made a {arr.shape[-2:]} grid where {grid.shape} was asked; please report this "
+            "with the bbox and resolution used."
+        )
+    arr = arr.assign_coords(x=grid.x, y=grid.y)
+    return arr.drop_vars([c for c in arr.coords if c not in ("time", "band", "x", "y")])
+
+
+def _physical(arr: xr.DataArray, plan: SensorPlan) -> xr.DataArray:
+    """Mask each asset's nodata and apply its scale/offset (per item, per band)."""
+    ids = [it.id for it in plan.items]  # stackstac keeps the input order when sorting ties
+    shape = (arr.sizes["time"], arr.sizes["band"])
+    scale, offset, nodata = np.ones(shape, "float32"), np.zeros(shape, "float32"), np.full(shape, np.nan, "float32")
+    item_ids = list(arr.coords["id"].values) if "id" in arr.coords else ids
+    for t, iid in enumerate(item_ids):
+        for b, band in enumerate(arr.band.values):
+            a = plan.asset(str(iid), str(band))
+            scale[t, b], offset[t, b] = a.scale, a.offset
+            if a.nodata is not None and np.isfinite(a.nodata):
+                nodata[t, b] = a.nodata
+    dims = ("time", "band")
+    arr = arr.where(arr != xr.DataArray(nodata, dims=dims))
+    return arr * xr.DataArray(scale, dims=dims) + xr.DataArray(offset, dims=dims)
+
+
+def _valid(quality: xr.DataArray, mask: _sensors.MaskSpec) -> xr.DataArray:
+    """True where a quality band marks a pixel usable."""
+    if mask.kind == "bits":
+        q = quality.fillna(1).astype("uint32")
+        bad = xr.zeros_like(q, dtype=bool)
+        for bit in mask.bits:
+            bad = bad | ((q >> bit) & 1).astype(bool)
+        return ~bad & quality.notnull()
+    return ~quality.isin(list(mask.values)) & quality.notnull()
+
+
+def _mosaic_days(arr: xr.DataArray) -> xr.DataArray:
+    """Merge acquisitions of the same day (adjacent tiles): first valid value wins."""
+    days = arr.time.dt.floor("D").values
+    uniq = np.unique(days)
+    if len(uniq) == arr.sizes["time"]:
+        return arr
+    parts = []
+    for day in uniq:
+        idx = np.flatnonzero(days == day)
+        merged = arr.isel(time=int(idx[0]))
+        for i in idx[1:]:
+            merged = merged.fillna(arr.isel(time=int(i)))
+        parts.append(merged.expand_dims(time=[day]))
+    return xr.concat(parts, dim="time")
+
+
+_REDUCERS = {"median": np.nanmedian, "mean": np.nanmean}
+
+
+def _quiet_reduce(a: np.ndarray, *, how: str) -> np.ndarray:
+    """NaN-skipping reduction over the last axis; an all-NaN pixel is NaN, without a warning.
+
+    (``warnings.catch_warnings`` is not thread-safe under Dask's threads, so all-NaN pixels are
+    filled before the reduction instead.)
+    """
+    empty = np.isnan(a).all(axis=-1)
+    out = _REDUCERS[how](np.where(empty[..., None], 0, a), axis=-1).astype(a.dtype)
+    out[empty] = np.nan
+    return out
+
+
+def _composite(arr: xr.DataArray, method: str) -> xr.DataArray:
+    if method not in _REDUCERS:
+        raise GridError(f"composite={method!r} is not supported; use one of {sorted(_REDUCERS)}.")
+    return xr.apply_ufunc(
+        _quiet_reduce, arr.chunk(time=-1),  # a reduction over time must see every date in one chunk
+        input_core_dims=[["time"]], kwargs={"how": method},
+        dask="parallelized", output_dtypes=[arr.dtype],
+    )
+
+
+def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str) -> dict[str, xr.DataArray]:
+    spec = plan.sensor
+    arr = _physical(_stack(plan, grid, chunks), plan)
+    if spec.mask is not None:
+        ok = _valid(arr.sel(band=spec.mask.band.name), spec.mask)
+        arr = arr.sel(band=list(spec.band_names)).where(ok)
+    if spec.kind == "dem":
+        out = _mosaic_days(arr).chunk(time=-1)
+        out = out.isel(time=0) if out.sizes["time"] == 1 else _first_valid(out)
+    else:
+        out = _composite(_mosaic_days(arr), composite)
+    out = out.astype("float32").drop_vars("time", errors="ignore")
+    return {str(b): out.sel(band=b, drop=True) for b in spec.band_names}
+
+
+def _first_valid(arr: xr.DataArray) -> xr.DataArray:
+    merged = arr.isel(time=0)
+    for i in range(1, arr.sizes["time"]):
+        merged = merged.fillna(arr.isel(time=i))
+    return merged
+
+
+def open_cube(
+    items: Mapping[str, Iterable[pystac.Item]] | Iterable[pystac.Item],
+    *,
+    bbox: Sequence[float],
+    resolution: float = 10.0,
+    crs: object = None,
+    chunks: int = 2048,
+    composite: str = "median",
+    indices: bool = True,
+) -> xr.Dataset:
+    """Stack STAC items lazily onto one grid and composite them into a glacier-mapping datacube.
+
+    Parameters
+    ----------
+    items
+        Items per sensor from :func:`glacierxr.search`, or any iterable of items.
+    bbox
+        ``(west, south, east, north)`` in degrees; the grid covers it, snapped outward to
+        whole pixels.
+    resolution
+        Pixel size in metres (10 for Sentinel-2).
+    crs
+        Output CRS; by default the UTM zone of the bbox centre.
+    chunks
+        Spatial chunk size in pixels (square chunks).
+    composite
+        ``"median"`` (default) or ``"mean"`` over the dates of each optical/SAR sensor. Choose
+        the season through the search window (see :func:`glacierxr.search.late_summer`).
+    indices
+        Add NDVI, NDSI and NDWI when their bands are present.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed float32 variables (``y``, ``x``) on one grid: ``B02 B03 B04 B08 B11`` from
+        Sentinel-2 (or another optical sensor), ``VV VH`` from Sentinel-1, ``elevation`` and
+        ``NDVI NDSI NDWI``, with the CRS written (rioxarray, ``spatial_ref``) and the source
+        item ids in ``attrs["source_items"]``. Nothing is read until computed.
+
+    Raises
+    ------
+    InvalidBBoxError, GridError, CRSError, UnknownSensorError, UnsupportedItemError, MissingBandError
+        See :func:`plan_cube`.
+    """
+    if composite not in _REDUCERS:
+        raise GridError(f"composite={composite!r} is not supported; use one of {sorted(_REDUCERS)}.")
+    if not (isinstance(chunks, int | np.integer) and chunks > 0):
+        raise GridError(f"chunks={chunks!r} must be a positive number of pixels, e.g. 2048.")
+    plan = plan_cube(items, bbox=bbox, resolution=resolution, crs=crs)
+    grid = plan.grid
+    data_vars: dict[str, xr.DataArray] = {}
+    for sensor_plan in plan.sensors.values():
+        data_vars.update(_sensor_variables(sensor_plan, grid, int(chunks), composite))
+    ds = xr.Dataset(data_vars)
+    if indices:
+        ds = add_indices(ds)
+    ds = ds.rio.write_crs(grid.crs.to_wkt()).rio.write_coordinate_system()
+    ds.attrs.update(
+        source_items={name: [it.id for it in p.items] for name, p in plan.sensors.items()},
+        resolution=grid.resolution,
+        crs=f"EPSG:{grid.epsg}",
+        composite=composite,
+    )
+    for name in ds.data_vars:
+        ds[name].attrs.update(_VARIABLE_ATTRS.get(str(name), {}))
+    return ds
+
+
+_VARIABLE_ATTRS = {
+    **{b: {"long_name": f"Sentinel-2 {b} surface reflectance", "units": "1"} for b in ("B02", "B03", "B04", "B08", "B11")},
+    "VV": {"long_name": "Sentinel-1 VV gamma0 (linear, terrain corrected)", "units": "1"},
+    "VH": {"long_name": "Sentinel-1 VH gamma0 (linear, terrain corrected)", "units": "1"},
+    "elevation": {"long_name": "surface elevation", "units": "m"},
+}
+
