@@ -6,11 +6,18 @@ Computer ``B04``), the scale/offset and nodata to use when an item does not say,
 it and how to resample it. Other sensors (Landsat, Gaofen, ...) are added by writing a spec and
 calling :func:`register`, not by changing code.
 
-Scale/offset precedence, per item and band: the asset's ``raster:bands`` values when present,
-else the spec's defaults; for Sentinel-2 L2A without ``raster:bands`` the -0.1 offset of
-processing baseline 04.00 (from 25 January 2022) is applied when the item's
-``s2:processing_baseline`` is >= 04.00, or, lacking that property, when the item is dated on or
-after 2022-01-25.
+Scale/offset precedence, per item and band:
+
+1. Sentinel-2 items flagged ``earthsearch:boa_offset_applied`` / ``sentinel:boa_offset_applied``
+   = true hold DNs that Earth Search already harmonised (the +1000 of baseline 04.00 removed):
+   offset 0, whatever ``raster:bands`` says (Earth Search's ``sentinel-2-l2a`` keeps ``offset:
+   -0.1`` there even for such items; see Element84/earth-search#66 and
+   cirrus-geo/cirrus-earth-search#21, #33).
+2. Otherwise the asset's ``raster:bands`` scale/offset when present (Earth Search
+   ``sentinel-2-c1-l2a``, Landsat Collection 2).
+3. Otherwise the spec's defaults; for Sentinel-2 L2A (e.g. Planetary Computer, which does not
+   harmonise) the offset is -0.1 when ``s2:processing_baseline`` is >= 04.00 or, lacking that
+   property, when the item is dated on or after 2022-01-25 (baseline 04.00 start), else 0.
 """
 
 from __future__ import annotations
@@ -297,10 +304,14 @@ def scale_offset(item: pystac.Item, key: str, band: BandSpec, sensor: SensorSpec
     """
     rb = _raster_band(item, key)
     scale = float(rb.get("scale", band.scale))
+    is_s2_reflectance = sensor.name == "sentinel-2" and sensor.mask is not None and band is not sensor.mask.band
+    props = item.properties
+    if is_s2_reflectance and (props.get("earthsearch:boa_offset_applied") or props.get("sentinel:boa_offset_applied")):
+        return scale, 0.0
     if "offset" in rb:
         return scale, float(rb["offset"])
     offset = band.offset
-    if sensor.name == "sentinel-2" and sensor.mask is not None and band is not sensor.mask.band:
+    if is_s2_reflectance:
         baseline = item.properties.get("s2:processing_baseline") or item.properties.get(
             "sentinel2:processing_baseline")
         if baseline is not None:

@@ -548,7 +548,7 @@ def make_region(
             "properties": {
                 "datetime": _iso(t), "platform": "sentinel-2b", "constellation": "sentinel-2",
                 "instruments": ["msi"], "eo:cloud_cover": round(cloud_pct, 4), "proj:epsg": target.to_epsg(),
-                "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": offset != 0,
+                "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": False,
                 "grid:code": f"MGRS-{name.upper()}",
             },
             "assets": assets, "links": [],

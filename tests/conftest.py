@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import dask
@@ -48,11 +47,4 @@ def _forbidden(*args, **kwargs):
 def no_compute():
     """Inside this fixture any Dask compute raises :class:`ComputeForbidden`."""
     with dask.config.set(scheduler=_forbidden):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _single_threaded_blas():
-    # keep the 2-core CI machine responsive; dask threads do the parallel work
-    with warnings.catch_warnings():
         yield

@@ -1,0 +1,52 @@
+"""The command line: synth, stac serve, demo, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from glacierxr.cli import main
+
+EXE = str(Path(sys.executable).with_name("glacierxr"))
+
+
+def test_synth_writes_a_region(tmp_path):
+    result = CliRunner().invoke(main, ["synth", str(tmp_path / "r"), "--size", "128", "--seed", "4", "--dates", "2"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert Path(info["truth_path"]).exists() and len(info["items"]["sentinel-2-l2a"]) == 2
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([EXE, "synth", str(tmp_path / "r"), "--size", "101"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: shape=(101, 101) must be two even sizes")
+    assert "Traceback" not in proc.stderr
+
+
+def test_stac_serve_answers_and_stops(region):
+    proc = subprocess.Popen([EXE, "stac", "serve", str(region.stac_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/collections", timeout=5) as r:
+            ids = {c["id"] for c in json.load(r)["collections"]}
+        assert ids == {"sentinel-2-l2a", "sentinel-1-rtc", "cop-dem-glo-30"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "256"])
+    assert result.exit_code == 0, result.output
+    png = tmp_path / "quicklook.png"
+    assert png.exists() and "quicklook" in result.output
+    img = Image.open(png)
+    assert img.mode == "RGB" and min(img.size) > 200
