@@ -140,3 +140,13 @@ def test_southern_hemisphere_and_old_baseline(tmp_path):
     scl = reg.arrays["scl"][:, 32, 32]
     vals = reg.arrays["reflectance"][:, 2, 64, 64][~np.isin(scl, SCL_MASKED)]
     np.testing.assert_allclose(ds.B04.values[ri, ci], np.median(vals), atol=1e-4)
+
+
+def test_aligned_reader_equals_stackstac_warping(region, items, cube, monkeypatch):
+    from stackstac.rio_reader import AutoParallelRioReader
+
+    from glacierxr import cube as cube_module
+
+    monkeypatch.setattr(cube_module, "READER", AutoParallelRioReader)
+    warped = gx.open_cube(items, bbox=region.bbox, chunks=128).compute()
+    xr.testing.assert_identical(warped, cube)
