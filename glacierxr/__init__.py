@@ -14,9 +14,9 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-from glacierxr import errors, sensors  # noqa: E402
+from glacierxr import errors, models, sensors  # noqa: E402
 from glacierxr.cube import open_cube, plan_cube  # noqa: E402
 from glacierxr.errors import GlacierxrError  # noqa: E402
 from glacierxr.search import late_summer, search  # noqa: E402
 
-__all__ = ["__version__", "errors", "sensors", "search", "late_summer", "open_cube", "plan_cube", "GlacierxrError"]
+__all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "GlacierxrError"]

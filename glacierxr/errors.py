@@ -22,6 +22,8 @@ __all__ = [
     "UnknownModelError",
     "CheckpointError",
     "CheckpointVersionError",
+    "CheckpointNotFoundError",
+    "ModelConfigError",
     "InputShapeError",
     "StoreExistsError",
     "OptionalDependencyError",
@@ -79,6 +81,14 @@ class UnknownModelError(GlacierxrError, ValueError):
 
 class CheckpointError(GlacierxrError, ValueError):
     """A file is not a glacierxr checkpoint, or does not fit the architecture it names."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No file exists at the checkpoint path."""
+
+
+class ModelConfigError(GlacierxrError, ValueError):
+    """A model option (override, band list or normalisation) is invalid."""
 
 
 class CheckpointVersionError(CheckpointError):

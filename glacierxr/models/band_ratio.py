@@ -83,8 +83,13 @@ class BandRatio(GlacierModel):
                     f"add it to `bands` or pass {role}= with the cube variable that holds it"
                 )
         self.use_ndsi = cfg.green_band in index if cfg.use_ndsi is None else bool(cfg.use_ndsi)
-        self.use_ndwi = (cfg.green_band in index and cfg.nir_band in index) if cfg.use_ndwi is None else bool(cfg.use_ndwi)
-        needed = ([cfg.green_band] if self.use_ndsi or self.use_ndwi else []) + ([cfg.nir_band] if self.use_ndwi else [])
+        if cfg.use_ndwi is None:
+            self.use_ndwi = cfg.green_band in index and cfg.nir_band in index
+        else:
+            self.use_ndwi = bool(cfg.use_ndwi)
+        needed = [cfg.green_band] if self.use_ndsi or self.use_ndwi else []
+        if self.use_ndwi:
+            needed.append(cfg.nir_band)
         missing = [b for b in needed if b not in index]
         if missing:
             raise MissingBandError(

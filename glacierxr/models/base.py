@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from glacierxr.errors import GlacierxrError, InputShapeError
+from glacierxr.errors import InputShapeError, ModelConfigError
 
 __all__ = [
     "DEFAULT_NORMALIZATION",
@@ -30,15 +30,6 @@ __all__ = [
 
 #: Number of output classes of every model: 0 background, 1 glacier.
 NUM_CLASSES = 2
-
-
-class ModelConfigError(GlacierxrError, ValueError):
-    """A model option (override, band list or normalisation) is invalid.
-
-    Notes
-    -----
-    Defined here until it moves to :mod:`glacierxr.errors`.
-    """
 
 
 _REFLECTANCE = (0.2, 0.2)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from glacierxr.errors import CheckpointError, CheckpointVersionError, UnknownModelError
+from glacierxr.errors import CheckpointError, CheckpointNotFoundError, CheckpointVersionError, UnknownModelError
 from glacierxr.models.base import GlacierModel, ModelConfigError
 
 __all__ = [
@@ -51,15 +51,6 @@ MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
 _REQUIRED = ("arch", "preset", "config", "bands", "normalization", "state_dict", "provenance")
 
 
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """No file exists at the checkpoint path.
-
-    Notes
-    -----
-    Defined here until it moves to :mod:`glacierxr.errors`.
-    """
-
-
 def mlm_path(path: str | os.PathLike) -> Path:
     """Where :func:`save` writes the STAC MLM JSON of the checkpoint at ``path``: ``<path>.mlm.json``."""
     path = Path(path)
@@ -77,7 +68,9 @@ def _plain_json(value: Any, what: str) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise ModelConfigError(f"{what} must be JSON-serialisable (str, number, bool, None, list, dict): {exc}") from exc
+        raise ModelConfigError(
+            f"{what} must be JSON-serialisable (str, number, bool, None, list, dict): {exc}"
+        ) from exc
 
 
 def save(model: GlacierModel, path: str | os.PathLike, *, provenance: Mapping[str, Any] | None = None,
@@ -119,7 +112,7 @@ def save(model: GlacierModel, path: str | os.PathLike, *, provenance: Mapping[st
         "normalization": {b: [float(m), float(s)] for b, (m, s) in model.normalization.items()},
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "provenance": prov,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda f: torch.save(payload, f))
@@ -153,7 +146,10 @@ def _read(path: Path, map_location) -> dict:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        what = f"a {type(payload).__name__}" if not isinstance(payload, dict) else "a dict without format='glacierxr-checkpoint'"
+        if isinstance(payload, dict):
+            what = "a dict without format='glacierxr-checkpoint'"
+        else:
+            what = f"a {type(payload).__name__}"
         raise CheckpointError(
             f"{str(path)!r} is not a glacierxr checkpoint (it holds {what}); write one with glacierxr.models.save"
         )
@@ -181,7 +177,8 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     path
         The checkpoint file.
     map_location
-        Device the tensors are loaded to (passed to :func:`torch.load`).
+        Device the tensors are loaded to (passed to :func:`torch.load`); when it is a device
+        (string or :class:`torch.device`) the model is moved there too.
 
     Returns
     -------
@@ -217,6 +214,8 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
         raise CheckpointError(f"{str(path)!r}: cannot rebuild {arch!r} from its stored config: {exc}") from exc
     _load_weights(model, payload["state_dict"], path)
     model.provenance = dict(payload["provenance"])
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
     return model.eval()
 
 
@@ -283,7 +282,7 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         "mlm:architecture": get_entry(model.arch).description or model.arch,
         "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "pytorch",
-        "mlm:framework_version": torch.__version__.split("+")[0],
+        "mlm:framework_version": str(torch.__version__).split("+")[0],
         "mlm:memory_size": int(n_bytes),
         "mlm:total_parameters": int(n_params),
         "mlm:pretrained": bool(prov.get("pretrained", False)),
@@ -304,8 +303,8 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         "mlm:output": [{
             "name": "glacier_logits",
             "tasks": ["semantic-segmentation"],
-            "result": {"shape": [-1, model.num_classes, tile, tile], "dim_order": ["batch", "channel", "height", "width"],
-                       "data_type": "float32"},
+            "result": {"shape": [-1, model.num_classes, tile, tile],
+                       "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
             "classification:classes": [
                 {"value": 0, "name": "background", "description": "not glacier"},
                 {"value": 1, "name": "glacier", "description": "glacier ice and snow (RGI-style outline interior)"},

@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from glacierxr.models.base import GlacierModel, ModelConfigError
-from glacierxr.models.layers import DropPath, Mlp, RelativePositionBias, drop_path_rates, trunc_normal_init, window_attention
+from glacierxr.models.layers import (
+    DropPath,
+    Mlp,
+    RelativePositionBias,
+    drop_path_rates,
+    trunc_normal_init,
+    window_attention,
+)
 
 __all__ = ["SwinConfig", "SwinUNet", "SwinBlock"]
 
