@@ -1,0 +1,344 @@
+"""Map a model over a datacube: global windows, batched, blended, lazy, on Dask.
+
+``predict(cube, model)`` returns a lazy ``glacier_probability`` DataArray on the cube's grid.
+The math of windows and weights lives in :mod:`glacierxr.tiling`; this module moves data:
+
+1. Bands are selected and ordered as the model wants, stacked ``(band, y, x)`` and re-chunked
+   so every chunk boundary is a window start (chunk sizes multiples of the stride).
+2. Stage 1, one task per chunk (``map_overlap`` with a bottom/right halo of ``overlap`` px):
+   normalise, fill missing values, run the windows that start in the chunk in batches (with
+   optional D4 test-time augmentation) and accumulate ``weight * p(glacier)`` and ``weight``
+   over the chunk plus its ``overlap`` spill.
+3. Stage 2, one task per chunk: add the spill of the chunks above, left and above-left, divide,
+   and put NaN where every input band is missing.
+
+The model reaches the tasks as a :class:`ModelHandle`: a checkpoint path and a token. Each
+process loads the weights once (cached by token) and runs one forward pass at a time (a lock:
+torch already uses every core, and one batch of activations at a time bounds memory). No
+weights are in the task graph, whose size is O(chunks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from glacierxr.errors import InvalidArgumentError, MissingBandError
+from glacierxr.tiling import aligned_chunks, blend_weights, check_tiling, window_starts
+
+__all__ = ["predict", "ModelHandle", "handle_for", "run_windows", "d4_transforms"]
+
+_CACHE: dict[tuple[str, str], object] = {}
+_CACHE_LOCK = threading.Lock()
+_RUN_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A small picklable reference to a model: where its checkpoint is and how to run it."""
+
+    token: str
+    """Content hash of the weights and configuration."""
+    path: str
+    """Checkpoint path; must be readable by every worker (a shared filesystem on clusters)."""
+    device: str = "auto"
+    """``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
+    precision: str = "auto"
+    """``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"fp32"``."""
+
+    def model(self):
+        """The model, loaded once per process and device."""
+        from glacierxr.models import load
+
+        device = _resolve_device(self.device)
+        key = (self.token, device)
+        with _CACHE_LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = load(self.path, map_location=device).eval()
+                _RUN_LOCKS[key] = threading.Lock()
+            return _CACHE[key]
+
+    def run_lock(self) -> threading.Lock:
+        """The per-process lock serialising forward passes of this model."""
+        self.model()
+        return _RUN_LOCKS[(self.token, _resolve_device(self.device))]
+
+
+def _token(model) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"arch": model.arch, "config": model.config, "bands": list(model.bands),
+                         "normalization": {k: list(v) for k, v in model.normalization.items()}},
+                        sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_dir: str | Path | None = None) -> ModelHandle:
+    """Save ``model`` once as a checkpoint (keyed by its content hash) and return a handle to it.
+
+    In this process the live model is registered in the cache, so the threaded scheduler never
+    reloads it; other processes load the checkpoint once.
+    """
+    from glacierxr.models import save
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise InvalidArgumentError(f"precision={precision!r} must be 'auto', 'bf16' or 'fp32'.")
+    token = _token(model)
+    folder = Path(cache_dir or Path(tempfile.gettempdir()) / "glacierxr-models")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{model.arch}-{token}.pt"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.pt")
+        save(model, tmp)
+        tmp.replace(path)
+        mlm = tmp.parent / (tmp.name + ".mlm.json")
+        if mlm.exists():
+            mlm.replace(path.parent / (path.name + ".mlm.json"))
+    handle = ModelHandle(token, str(path), device, precision)
+    resolved = _resolve_device(device)
+    with _CACHE_LOCK:
+        _CACHE.setdefault((token, resolved), model.to(resolved).eval())
+        _RUN_LOCKS.setdefault((token, resolved), threading.Lock())
+    return handle
+
+
+def d4_transforms(n: int = 8):
+    """The first ``n`` elements of the dihedral group D4 as (forward, inverse) pairs on (N, C, H, W)."""
+    import torch
+
+    pairs = []
+    for flip in (False, True):
+        for k in range(4):
+            def fwd(t, k=k, flip=flip):
+                t = torch.flip(t, dims=(3,)) if flip else t
+                return torch.rot90(t, k, dims=(2, 3))
+
+            def inv(t, k=k, flip=flip):
+                t = torch.rot90(t, -k, dims=(2, 3))
+                return torch.flip(t, dims=(3,)) if flip else t
+
+            pairs.append((fwd, inv))
+    return pairs[:n]
+
+
+def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta: int) -> np.ndarray:
+    """Glacier probability (N, H, W) float32 for a batch of normalised windows (N, C, H, W)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
+    use_bf16 = precision == "bf16" or (precision == "auto" and x.device.type == "cuda")
+    transforms = d4_transforms(tta) if tta > 1 else [(lambda t: t, lambda t: t)]
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        prob = None
+        for fwd, inv in transforms:
+            p = torch.softmax(model(fwd(x)).float(), dim=1)[:, 1:2]
+            p = inv(p)
+            prob = p if prob is None else prob + p
+        prob = prob / len(transforms)
+    return prob[:, 0].float().cpu().numpy()
+
+
+def _stage1(block, *, handle, mean, std, tile, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x, block_info=None):
+    """Weighted sums (2, ch + overlap, cw + overlap) of the windows starting in this chunk.
+
+    Inner chunks end on a window start, so their windows spill at most ``overlap`` pixels; the
+    last chunk of an axis can spill further, but only past the array's end, which is dropped.
+    """
+    iy, ix = block_info[0]["chunk-location"][1:]
+    r0, c0 = int(np.sum(chunks_y[:iy])), int(np.sum(chunks_x[:ix]))
+    ch, cw = chunks_y[iy], chunks_x[ix]
+    ys = starts_y[(starts_y >= r0) & (starts_y < r0 + ch)] - r0
+    xs = starts_x[(starts_x >= c0) & (starts_x < c0 + cw)] - c0
+    if not len(ys) or not len(xs):
+        return np.zeros((2, ch + overlap, cw + overlap), np.float32)
+    size_y, size_x = max(ch + overlap, int(ys[-1]) + tile), max(cw + overlap, int(xs[-1]) + tile)
+    x = (block.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    padded = np.zeros((x.shape[0], size_y, size_x), np.float32)
+    padded[:, : x.shape[1], : x.shape[2]] = x
+    out = np.zeros((2, size_y, size_x), np.float32)
+    weight = blend_weights(tile, overlap)
+    model = handle.model()
+    param = next(iter(model.parameters()), None)
+    device = str(param.device) if param is not None else _resolve_device(handle.device)
+    origins = [(y, x0) for y in ys for x0 in xs]
+    for b in range(0, len(origins), batch_size):
+        batch = origins[b : b + batch_size]
+        windows = np.stack([padded[:, y : y + tile, x0 : x0 + tile] for y, x0 in batch])
+        with handle.run_lock():
+            prob = run_windows(model, windows, device=device, precision=handle.precision, tta=tta)
+        for (y, x0), p in zip(batch, prob):
+            out[0, y : y + tile, x0 : x0 + tile] += weight * p
+            out[1, y : y + tile, x0 : x0 + tile] += weight
+    return out[:, : ch + overlap, : cw + overlap]
+
+
+def _stage2(core, below, right, corner, empty, *, overlap):
+    """Add the spill of the neighbouring chunks and divide; NaN where every band is missing."""
+    num, den = core[0].copy(), core[1].copy()
+    if overlap:
+        h, w = num.shape
+        num[: min(overlap, h), :] += below[0][:h]
+        den[: min(overlap, h), :] += below[1][:h]
+        num[:, : min(overlap, w)] += right[0][:, :w]
+        den[:, : min(overlap, w)] += right[1][:, :w]
+        num[: min(overlap, h), : min(overlap, w)] += corner[0][:h, :w]
+        den[: min(overlap, h), : min(overlap, w)] += corner[1][:h, :w]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prob = np.where(den > 0, num / den, np.nan).astype(np.float32)
+    prob[empty] = np.nan
+    return np.clip(prob, 0.0, 1.0)
+
+
+def _crop(a: np.ndarray, *, ys: slice, xs: slice) -> np.ndarray:
+    return a[:, ys, xs]
+
+
+def _shift(spill: da.Array, axis: int) -> da.Array:
+    """Move each chunk's spill to the chunk after it along ``axis`` (zeros into the first)."""
+    chunks = list(spill.chunks)
+    chunks[axis] = (spill.chunks[axis][0],)
+    first = da.zeros(tuple(sum(c) for c in chunks), dtype=np.float32, chunks=tuple(chunks))
+    if spill.numblocks[axis] == 1:
+        return first
+    index = [slice(None)] * spill.ndim
+    index[axis] = slice(None, -1)
+    return da.concatenate([first, spill.blocks[tuple(index)]], axis=axis)
+
+
+def predict(
+    cube: xr.Dataset,
+    model,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int = 8,
+    device: str = "auto",
+    tta: bool | int | None = None,
+    precision: str = "auto",
+    chunks: int | None = None,
+) -> xr.DataArray:
+    """Glacier probability of every pixel of ``cube``, lazily.
+
+    Parameters
+    ----------
+    cube
+        Datacube with the model's bands (e.g. from :func:`glacierxr.open_cube`).
+    model
+        A glacierxr model, a registry name (random weights; useful for ``band-ratio``) or a
+        checkpoint path.
+    tile
+        Window size in pixels; a multiple of the model's ``output_stride``.
+    overlap
+        Pixels shared by neighbouring windows (at most ``tile // 2``); their outputs are blended
+        with a smooth ramp so no seam shows.
+    batch_size
+        Windows per forward pass.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:N]"``.
+    tta
+        Test-time augmentation: ``True`` for the 8 flips/rotations of D4, an int for the first
+        N of them, ``False`` for none; ``None`` uses the model's ``default_tta``.
+    precision
+        ``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"fp32"``.
+    chunks
+        Target chunk size in pixels (rounded to a multiple of the stride); the cube's by default.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``glacier_probability`` (y, x), float32 in [0, 1], NaN where every input band is missing,
+        on the cube's grid with its CRS; attrs name the model, tile, overlap and version. The
+        result does not depend on the chunking.
+
+    Raises
+    ------
+    MissingBandError
+        When the cube lacks a band the model needs.
+    InputShapeError
+        When ``tile`` is not a multiple of the output stride or ``overlap`` is out of range.
+    """
+    import glacierxr
+    from glacierxr import models as _models
+
+    if isinstance(model, str | Path):
+        model = _models.load(model) if Path(model).suffix == ".pt" or Path(model).exists() else _models.create(str(model), bands=None)
+    bands = list(model.bands)
+    missing = [b for b in bands if b not in cube.data_vars]
+    if missing:
+        raise MissingBandError(
+            f"The cube lacks band(s) {missing} that model {model.arch!r} needs (it uses {bands}); the cube has "
+            f"{list(cube.data_vars)}. Add the sensor to the search, or create the model with bands= the cube has."
+        )
+    stride = check_tiling(tile, overlap, model.output_stride)
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer, e.g. 8.")
+    n_tta = {True: 8, False: 1, None: 8 if getattr(model, "default_tta", False) else 1}.get(tta, tta)
+    if not (isinstance(n_tta, int) and 1 <= n_tta <= 8):
+        raise InvalidArgumentError(f"tta={tta!r} must be True, False, None or a number of D4 transforms 1..8.")
+    handle = handle_for(model, device=device, precision=precision)
+
+    h, w = cube.sizes["y"], cube.sizes["x"]
+    first = cube[bands[0]]
+    target = chunks or (first.chunks[0][0] if first.chunks else 2048)
+    cy, cx = aligned_chunks(h, target, stride, tile), aligned_chunks(w, target, stride, tile)
+    stack = cube[bands].to_array("band").data
+    stack = da.asarray(stack).astype(np.float32).rechunk((len(bands), cy, cx))
+    norm = np.array([model.normalization[b] for b in bands], dtype=np.float32)
+    mean, std = norm[:, 0], np.where(norm[:, 1] > 0, norm[:, 1], 1.0).astype(np.float32)
+
+    halo = da.overlap.overlap(stack, depth={0: 0, 1: (0, overlap), 2: (0, overlap)}, boundary="none")
+    sums = da.map_blocks(
+        _stage1, halo, dtype=np.float32, chunks=((2,), tuple(c + overlap for c in cy), tuple(c + overlap for c in cx)),
+        handle=handle, mean=mean, std=std, tile=tile, overlap=overlap, stride=stride,
+        starts_y=window_starts(h, tile, stride), starts_x=window_starts(w, tile, stride),
+        batch_size=batch_size, tta=n_tta, chunks_y=cy, chunks_x=cx,
+        meta=np.empty((0, 0, 0), np.float32), name=f"glacier-windows-{handle.token[:8]}",
+    )
+    empty = da.isnan(stack).all(axis=0)
+    o = overlap
+    if o:
+        def part(ys: slice, xs: slice, chunks) -> da.Array:
+            return sums.map_blocks(_crop, ys=ys, xs=xs, chunks=chunks, dtype=np.float32)
+
+        oy, ox = (o,) * len(cy), (o,) * len(cx)
+        core = part(slice(None, -o), slice(None, -o), ((2,), cy, cx))
+        below = _shift(part(slice(-o, None), slice(None, -o), ((2,), oy, cx)), 1)
+        right = _shift(part(slice(None, -o), slice(-o, None), ((2,), cy, ox)), 2)
+        corner = _shift(_shift(part(slice(-o, None), slice(-o, None), ((2,), oy, ox)), 1), 2)
+    else:
+        core = below = right = corner = sums
+    prob = da.blockwise(
+        _stage2, "yx", core, "kyx", below, "kyx", right, "kyx", corner, "kyx", empty, "yx",
+        overlap=o, dtype=np.float32, concatenate=True, align_arrays=False,
+        meta=np.empty((0, 0), np.float32),
+    )
+    out = xr.DataArray(prob, dims=("y", "x"), coords={"y": cube.y, "x": cube.x}, name="glacier_probability")
+    if "spatial_ref" in cube.coords:
+        out = out.assign_coords(spatial_ref=cube.spatial_ref)
+        out.attrs["grid_mapping"] = "spatial_ref"
+    out.attrs.update(
+        long_name="probability of glacier ice", units="1", model=model.arch, model_preset=getattr(model, "preset", ""),
+        model_token=handle.token, bands=bands, tile=tile, overlap=overlap, tta=n_tta,
+        glacierxr_version=glacierxr.__version__,
+    )
+    return out
+
