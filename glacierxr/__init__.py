@@ -17,8 +17,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 from glacierxr import accessor, errors, models, sensors  # noqa: E402,F401  (accessor registers .glacier)
 from glacierxr.cube import open_cube, plan_cube  # noqa: E402
 from glacierxr.errors import GlacierxrError  # noqa: E402
-from glacierxr.predict import predict  # noqa: E402
 from glacierxr.store import to_zarr  # noqa: E402
 from glacierxr.search import late_summer, search  # noqa: E402
 
-__all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "predict", "to_zarr", "GlacierxrError"]
+__all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "to_zarr", "GlacierxrError"]

@@ -92,9 +92,20 @@ def demo(out_dir: Path, size: int, seed: int) -> None:
         click.echo(f"cube       {dict(cube.sizes)} variables {list(cube.data_vars)} (lazy)")
         import geopandas as gpd
 
+        model = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
+        prob = cube.glacier.predict(model, tile=512, overlap=64)
+        store = prob.glacier.to_zarr(out_dir / "probability.zarr", mode="w")
+        import xarray as xr
+
+        written = xr.open_zarr(store)["glacier_probability"]
+        glacier = float((written > 0.5).sum() / written.notnull().sum())
+        truth_share = float(region.arrays["glacier"].mean())
+        click.echo(f"predict    {model.arch}: {glacier:.1%} of valid pixels above p=0.5 (true glacier cover "
+                   f"{truth_share:.1%}) -> {store}")
         truth = gpd.read_file(region.truth_path)
         png = quicklook(cube, out_dir / "quicklook.png", outlines=truth)
-    click.echo(f"outputs    quicklook {png}\n           truth outlines {region.truth_path}\n           STAC {region.stac_dir}")
+    click.echo(f"outputs    quicklook {png} (true outlines in yellow)\n           probability {store}\n"
+               f"           truth outlines {region.truth_path}\n           STAC {region.stac_dir}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
 
 

@@ -170,10 +170,13 @@ def _stage1(block, *, handle, mean, std, tile, overlap, stride, starts_y, starts
     if not len(ys) or not len(xs):
         return np.zeros((2, ch + overlap, cw + overlap), np.float32)
     size_y, size_x = max(ch + overlap, int(ys[-1]) + tile), max(cw + overlap, int(xs[-1]) + tile)
-    x = (block.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    padded = np.zeros((x.shape[0], size_y, size_x), np.float32)
-    padded[:, : x.shape[1], : x.shape[2]] = x
+    # normalise in place inside the zero-padded buffer: one copy of the chunk, not three
+    padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
+    view = padded[:, : block.shape[1], : block.shape[2]]
+    view[...] = block
+    view -= mean[:, None, None]
+    view /= std[:, None, None]
+    np.nan_to_num(view, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     out = np.zeros((2, size_y, size_x), np.float32)
     weight = blend_weights(tile, overlap)
     model = handle.model()
@@ -209,7 +212,9 @@ def _stage2(core, below, right, corner, empty, *, overlap):
 
 
 def _crop(a: np.ndarray, *, ys: slice, xs: slice) -> np.ndarray:
-    return a[:, ys, xs]
+    # a copy, not a view: a view of a spill strip would pin the whole chunk buffer in memory
+    # until the neighbour that needs the strip runs, and memory would grow with the area
+    return a[:, ys, xs].copy()
 
 
 def _shift(spill: da.Array, axis: int) -> da.Array:
@@ -301,7 +306,8 @@ def predict(
     target = chunks or (first.chunks[0][0] if first.chunks else 2048)
     cy, cx = aligned_chunks(h, target, stride, tile), aligned_chunks(w, target, stride, tile)
     stack = cube[bands].to_array("band").data
-    stack = da.asarray(stack).astype(np.float32).rechunk((len(bands), cy, cx))
+    # task-based rechunk: a P2P shuffle is far slower for this neighbour-to-neighbour move
+    stack = da.asarray(stack).astype(np.float32).rechunk((len(bands), cy, cx), method="tasks")
     norm = np.array([model.normalization[b] for b in bands], dtype=np.float32)
     mean, std = norm[:, 0], np.where(norm[:, 1] > 0, norm[:, 1], 1.0).astype(np.float32)
 

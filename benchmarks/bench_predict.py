@@ -1,0 +1,161 @@
+"""Benchmark ``cube.glacier.predict``: machinery overhead, overlap cost, scaling, schedulers.
+
+    python benchmarks/bench_predict.py [--preset small] [--size 4096] [--parts a,b,c,d] [--device auto]
+
+(a) overhead: time(predict, overlap 0) / time(the same model over the same windows in a plain
+    batched torch loop), on a SIZE x SIZE cube held in memory. Target <= 1.10.
+(b) overlap cost: time at overlap 0 / 32 / 64 / 128 as a ratio to overlap 0.
+(c) scaling: SIZE/2 vs SIZE squared, each in a fresh process writing Zarr from a lazily
+    generated cube: time ratio (target <= 4.4 for 4x the pixels) and peak RSS ratio (<= 1.3).
+(d) dask.distributed LocalCluster(2 workers x 1 thread) vs the threaded scheduler.
+
+Ratios, not absolute seconds, are what to compare: the machines are shared and noisy. Mpx/s and
+km^2/s (10 m pixels) are printed for scale. With a GPU (``--device cuda``) it also prints tiles/s
+and the fraction of the GPU's bf16 peak that the model's FLOPs reach (``--peak-tflops``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+
+import glacierxr as gx
+from glacierxr.tiling import window_starts
+
+BANDS = ["B02", "B03", "B04", "B08", "B11", "NDSI", "elevation"]
+
+
+def lazy_cube(size: int, chunks: int = 2048, seed: int = 0) -> xr.Dataset:
+    """A cube generated chunk by chunk (nothing held in memory until computed)."""
+    rs = da.random.RandomState(seed)
+    data = {b: (("y", "x"), rs.random_sample((size, size), chunks=chunks).astype(np.float32)) for b in BANDS}
+    return xr.Dataset(data, coords={"y": 5.0 + 10 * np.arange(size)[::-1], "x": 5.0 + 10 * np.arange(size)})
+
+
+def plain_loop(cube: xr.Dataset, model, tile: int, batch_size: int, device: str) -> float:
+    """The same windows through the same model in a plain batched torch loop (overlap 0)."""
+    t0 = time.perf_counter()
+    x = np.stack([cube[b].values for b in model.bands]).astype(np.float32)
+    stats = np.array([model.normalization[b] for b in model.bands], np.float32)
+    x = np.nan_to_num((x - stats[:, 0, None, None]) / stats[:, 1, None, None])
+    h, w = x.shape[1:]
+    out = np.empty((h, w), np.float32)
+    origins = [(y, x0) for y in window_starts(h, tile, tile) for x0 in window_starts(w, tile, tile)]
+    with torch.inference_mode():
+        for i in range(0, len(origins), batch_size):
+            batch = origins[i : i + batch_size]
+            t = torch.from_numpy(np.stack([x[:, y : y + tile, x0 : x0 + tile] for y, x0 in batch])).to(device)
+            p = torch.softmax(model(t), 1)[:, 1].cpu().numpy()
+            for (y, x0), pi in zip(batch, p):
+                out[y : y + tile, x0 : x0 + tile] = pi
+    return time.perf_counter() - t0
+
+
+def timed(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def rate(seconds: float, size: int) -> str:
+    mpx = size * size / 1e6
+    return f"{mpx / seconds:6.2f} Mpx/s  {mpx * 100 / seconds:7.1f} km^2/s"
+
+
+def scaling_child(size: int, preset: str, tile: int, overlap: int) -> None:
+    """Run in a fresh process: predict SIZE^2 from a lazy cube into Zarr; print time and peak RSS."""
+    torch.manual_seed(0)
+    model = gx.models.create("lgt-lgcb", bands=BANDS, preset=preset).eval()
+    cube = lazy_cube(size, chunks=1024)  # the same chunk size for both sizes: same parallel working set
+    with tempfile.TemporaryDirectory() as tmp, dask.config.set(scheduler="threads"):
+        t0 = time.perf_counter()
+        cube.glacier.predict(model, tile=tile, overlap=overlap, chunks=1024).glacier.to_zarr(f"{tmp}/p.zarr")
+        seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--parts", default="a,b,c,d")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--peak-tflops", type=float, default=None, help="GPU bf16 peak, e.g. 989 for an H100 SXM")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        scaling_child(args.child, args.preset, args.tile, 64)
+        return
+    parts = set(args.parts.split(","))
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    torch.manual_seed(0)
+    model = gx.models.create("lgt-lgcb", bands=BANDS, preset=args.preset).eval().to(device)
+    size, tile = args.size, args.tile
+    print(f"lgt-lgcb/{args.preset} on {device}, tile {tile}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+
+    if parts & {"a", "b"}:
+        cube = lazy_cube(size).persist()
+        cube.glacier.predict(model, tile=tile, overlap=0, device=device, batch_size=args.batch_size).values  # warm-up
+    if "a" in parts:
+        t_plain = timed(lambda: plain_loop(cube, model, tile, args.batch_size, device), args.repeat)
+        t_pred = timed(lambda: cube.glacier.predict(model, tile=tile, overlap=0, device=device,
+                                                    batch_size=args.batch_size).values, args.repeat)
+        tiles = len(window_starts(size, tile, tile)) ** 2
+        print(f"(a) plain loop {t_plain:6.2f} s  {rate(t_plain, size)}  {tiles / t_plain:.2f} tiles/s")
+        print(f"    predict    {t_pred:6.2f} s  {rate(t_pred, size)}  {tiles / t_pred:.2f} tiles/s")
+        print(f"    overhead ratio predict / plain = {t_pred / t_plain:.3f}  (target <= 1.10)")
+        if device.startswith("cuda") and args.peak_tflops:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as fc, torch.inference_mode():
+                model(torch.zeros(1, len(BANDS), tile, tile, device=device))
+            achieved = fc.get_total_flops() * tiles / t_pred / 1e12
+            print(f"    {achieved:.1f} TFLOP/s = {achieved / args.peak_tflops:.1%} of bf16 peak")
+    if "b" in parts:
+        base = None
+        for overlap in (0, 32, 64, 128):
+            t = timed(lambda: cube.glacier.predict(model, tile=tile, overlap=overlap, device=device,
+                                                   batch_size=args.batch_size).values, args.repeat)
+            base = base or t
+            print(f"(b) overlap {overlap:3d}: {t:6.2f} s  ratio {t / base:.2f}  {rate(t, size)}")
+    if "c" in parts:
+        res = {}
+        for s in (size // 2, size):
+            out = subprocess.run([sys.executable, __file__, "--child", str(s), "--preset", args.preset,
+                                  "--tile", str(tile)], capture_output=True, text=True, check=True)
+            res[s] = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"(c) {s}^2: {res[s]['seconds']:6.2f} s  peak RSS {res[s]['peak_rss_mb']:.0f} MB  {rate(res[s]['seconds'], s)}")
+        small, large = res[size // 2], res[size]
+        print(f"    time ratio {large['seconds'] / small['seconds']:.2f} (<= 4.4), "
+              f"peak RSS ratio {large['peak_rss_mb'] / small['peak_rss_mb']:.2f} (<= 1.3)")
+    if "d" in parts:
+        from distributed import Client, LocalCluster
+
+        lazy = lazy_cube(size)
+        t_threads = timed(lambda: lazy.glacier.predict(model, tile=tile, overlap=64).sum().compute(scheduler="threads"), 1)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            lazy.glacier.predict(model, tile=tile, overlap=64, chunks=1024).sum().compute()  # warm-up: load weights
+            t_dist = timed(lambda: client.compute(lazy.glacier.predict(model, tile=tile, overlap=64).sum()).result(), 1)
+        print(f"(d) threaded {t_threads:6.2f} s  LocalCluster(2x1) {t_dist:6.2f} s  ratio {t_dist / t_threads:.2f}")
+
+
+if __name__ == "__main__":
+    main()
