@@ -35,3 +35,11 @@ class GlacierDataArrayAccessor:
         from glacierxr.store import to_zarr
 
         return to_zarr(self._obj, store, mode=mode, dtype=dtype)
+
+    def outlines(self, *, threshold: float = 0.5, min_area_km2: float = 0.05, simplify: float | None = None,
+                 min_hole_km2: float = 0.01, labels: bool = False):
+        """Glacier polygons, stitched across chunks; see :func:`glacierxr.vectorize.outlines`."""
+        from glacierxr.vectorize import outlines
+
+        return outlines(self._obj, threshold=threshold, min_area_km2=min_area_km2, simplify=simplify,
+                        min_hole_km2=min_hole_km2, labels=labels)
