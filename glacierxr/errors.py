@@ -26,6 +26,7 @@ __all__ = [
     "ModelConfigError",
     "InputShapeError",
     "StoreExistsError",
+    "InventoryNotFoundError",
     "OptionalDependencyError",
     "ServerError",
 ]
@@ -97,6 +98,10 @@ class CheckpointVersionError(CheckpointError):
 
 class InputShapeError(GlacierxrError, ValueError):
     """An input tensor or array has a shape the operation cannot accept."""
+
+
+class InventoryNotFoundError(GlacierxrError, FileNotFoundError):
+    """An inventory file to read does not exist."""
 
 
 class StoreExistsError(GlacierxrError, FileExistsError):
