@@ -18,8 +18,9 @@ from glacierxr import accessor, errors, models, sensors  # noqa: E402,F401  (acc
 from glacierxr.cube import open_cube, plan_cube  # noqa: E402
 from glacierxr.errors import GlacierxrError  # noqa: E402
 from glacierxr.store import to_zarr  # noqa: E402
+from glacierxr.evaluate import evaluate  # noqa: E402
 from glacierxr.inventory import compare_inventories, inventory, read_inventory, write_inventory  # noqa: E402
 from glacierxr.search import late_summer, search  # noqa: E402
 
 __all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "to_zarr",
-           "inventory", "compare_inventories", "write_inventory", "read_inventory", "GlacierxrError"]
+           "evaluate", "inventory", "compare_inventories", "write_inventory", "read_inventory", "GlacierxrError"]

@@ -43,3 +43,9 @@ class GlacierDataArrayAccessor:
 
         return outlines(self._obj, threshold=threshold, min_area_km2=min_area_km2, simplify=simplify,
                         min_hole_km2=min_hole_km2, labels=labels)
+
+    def evaluate(self, reference, *, threshold: float = 0.5, objects: bool = True) -> dict:
+        """Pixel and object accuracy against reference outlines; see :func:`glacierxr.evaluate.evaluate`."""
+        from glacierxr.evaluate import evaluate
+
+        return evaluate(self._obj, reference, threshold=threshold, objects=objects)
