@@ -103,9 +103,21 @@ def demo(out_dir: Path, size: int, seed: int) -> None:
         click.echo(f"predict    {model.arch}: {glacier:.1%} of valid pixels above p=0.5 (true glacier cover "
                    f"{truth_share:.1%}) -> {store}")
         truth = gpd.read_file(region.truth_path)
-        png = quicklook(cube, out_dir / "quicklook.png", outlines=truth)
-    click.echo(f"outputs    quicklook {png} (true outlines in yellow)\n           probability {store}\n"
-               f"           truth outlines {region.truth_path}\n           STAC {region.stac_dir}")
+        outlines = written.rio.write_crs(cube.rio.crs).glacier.outlines(min_area_km2=0.05)
+        inv = gx.inventory(outlines, cube["elevation"], date=region.dates[-1].date().isoformat(),
+                           dem_source="synthetic GLO-30", probability=written)
+        gx.write_inventory(inv, out_dir / "outlines.parquet")
+        gx.write_inventory(inv, out_dir / "outlines.gpkg")
+        inv.drop(columns="geometry").to_csv(out_dir / "inventory.csv", index=False)
+        click.echo(f"outlines   {len(inv)} glaciers >= 0.05 km^2, {inv.area_km2.sum():.2f} km^2 in total")
+        scores = gx.evaluate(written.rio.write_crs(cube.rio.crs), truth)
+        click.echo(f"accuracy   vs true outlines: OA {scores['oa']:.3f}  glacier IoU {scores['iou']['glacier']:.3f}  "
+                   f"mIoU {scores['miou']:.3f}  mean F1 {scores['mean_f1']:.3f}  "
+                   f"boundary mean {scores['boundary_mean_m']:.1f} m / p95 {scores['boundary_p95_m']:.1f} m")
+        png = quicklook(cube, out_dir / "quicklook.png", outlines=outlines)
+    click.echo(f"outputs    {png} (outlines in yellow)\n           {store}\n           {out_dir / 'outlines.parquet'}, "
+               f"{out_dir / 'outlines.gpkg'}, {out_dir / 'inventory.csv'}\n"
+               f"           truth {region.truth_path}; STAC {region.stac_dir}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
 
 

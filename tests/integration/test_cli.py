@@ -47,6 +47,8 @@ def test_demo_runs_end_to_end(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "256"])
     assert result.exit_code == 0, result.output
     png = tmp_path / "quicklook.png"
-    assert png.exists() and "quicklook" in result.output
+    assert png.exists() and "accuracy" in result.output
+    for name in ("probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv"):
+        assert (tmp_path / name).exists(), name
     img = Image.open(png)
     assert img.mode == "RGB" and min(img.size) > 200
