@@ -76,6 +76,9 @@ def stac_serve(folder: Path) -> None:
 @click.option("--seed", default=0, show_default=True)
 def demo(out_dir: Path, size: int, seed: int) -> None:
     """Run glacierxr on the embedded synthetic region, end to end, offline."""
+    import geopandas as gpd
+    import xarray as xr
+
     import glacierxr as gx
     from glacierxr.quicklook import quicklook
     from glacierxr.stac_server import serve
@@ -90,13 +93,9 @@ def demo(out_dir: Path, size: int, seed: int) -> None:
         click.echo("search     " + ", ".join(f"{k}: {len(v)} items" for k, v in items.items()))
         cube = gx.open_cube(items, bbox=region.bbox, resolution=10)
         click.echo(f"cube       {dict(cube.sizes)} variables {list(cube.data_vars)} (lazy)")
-        import geopandas as gpd
-
         model = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
         prob = cube.glacier.predict(model, tile=512, overlap=64)
         store = prob.glacier.to_zarr(out_dir / "probability.zarr", mode="w")
-        import xarray as xr
-
         written = xr.open_zarr(store)["glacier_probability"]
         glacier = float((written > 0.5).sum() / written.notnull().sum())
         truth_share = float(region.arrays["glacier"].mean())
@@ -110,15 +109,21 @@ def demo(out_dir: Path, size: int, seed: int) -> None:
         gx.write_inventory(inv, out_dir / "outlines.gpkg")
         inv.drop(columns="geometry").to_csv(out_dir / "inventory.csv", index=False)
         click.echo(f"outlines   {len(inv)} glaciers >= 0.05 km^2, {inv.area_km2.sum():.2f} km^2 in total")
-        scores = gx.evaluate(written.rio.write_crs(cube.rio.crs), truth)
-        click.echo(f"accuracy   vs true outlines: OA {scores['oa']:.3f}  glacier IoU {scores['iou']['glacier']:.3f}  "
-                   f"mIoU {scores['miou']:.3f}  mean F1 {scores['mean_f1']:.3f}  "
-                   f"boundary mean {scores['boundary_mean_m']:.1f} m / p95 {scores['boundary_p95_m']:.1f} m")
+        if len(truth) == 0:
+            click.echo("accuracy   the region has no true glacier to score against")
+        else:
+            _report_accuracy(gx.evaluate(written.rio.write_crs(cube.rio.crs), truth))
         png = quicklook(cube, out_dir / "quicklook.png", outlines=outlines)
     click.echo(f"outputs    {png} (outlines in yellow)\n           {store}\n           {out_dir / 'outlines.parquet'}, "
                f"{out_dir / 'outlines.gpkg'}, {out_dir / 'inventory.csv'}\n"
                f"           truth {region.truth_path}; STAC {region.stac_dir}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _report_accuracy(scores: dict) -> None:
+    click.echo(f"accuracy   vs true outlines: OA {scores['oa']:.3f}  glacier IoU {scores['iou']['glacier']:.3f}  "
+               f"mIoU {scores['miou']:.3f}  mean F1 {scores['mean_f1']:.3f}  "
+               f"boundary mean {scores['boundary_mean_m']:.1f} m / p95 {scores['boundary_p95_m']:.1f} m")
 
 
 def _describe(region) -> dict:

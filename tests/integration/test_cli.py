@@ -44,7 +44,7 @@ def test_stac_serve_answers_and_stops(region):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "256"])
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "512"])
     assert result.exit_code == 0, result.output
     png = tmp_path / "quicklook.png"
     assert png.exists() and "accuracy" in result.output
