@@ -206,3 +206,16 @@ def test_existing_stores_are_never_overwritten_silently(prob, tmp_path):
         prob.glacier.to_zarr(other)
     assert (other / "keep.txt").read_text() == "mine"
     prob.glacier.to_zarr(path, mode="w")
+
+
+def test_chunks_256_512_and_one_chunk_agree_on_a_larger_grid(model):
+    """The issue's literal case: chunks 256, 512 and a single chunk, against the reference."""
+    rng = np.random.default_rng(3)
+    h, w = 1100, 900
+    data = {b: (("y", "x"), rng.random((h, w)).astype(np.float32)) for b in BANDS}
+    ds = xr.Dataset(data, coords={"y": 5.0 + 10 * np.arange(h)[::-1], "x": 5.0 + 10 * np.arange(w)})
+    reference = sliding_window_reference(ds, model, tile=256, overlap=64)
+    for chunks in (256, 512, None):
+        cube = ds.chunk(chunks) if chunks else ds.chunk(-1)
+        values = cube.glacier.predict(model, tile=256, overlap=64, batch_size=4, chunks=chunks or 10_000).values
+        np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0, err_msg=str(chunks))
