@@ -5,7 +5,8 @@ The math of windows and weights lives in :mod:`glacierxr.tiling`; this module mo
 
 1. Bands are selected and ordered as the model wants, stacked ``(band, y, x)`` and re-chunked
    so every chunk boundary is a window start (chunk sizes multiples of the stride).
-2. Stage 1, one task per chunk (``map_overlap`` with a bottom/right halo of ``overlap`` px):
+2. Stage 1, one task per chunk plus a bottom/right halo of ``overlap`` px (copied strips of
+   its neighbours, see :func:`_halo_strips`):
    normalise, fill missing values, run the windows that start in the chunk in batches (with
    optional D4 test-time augmentation) and accumulate ``weight * p(glacier)`` and ``weight``
    over the chunk plus its ``overlap`` spill.
@@ -156,19 +157,25 @@ def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta:
     return prob[:, 0].float().cpu().numpy()
 
 
-def _stage1(block, *, handle, mean, std, tile, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x, block_info=None):
-    """Weighted sums (2, ch + overlap, cw + overlap) of the windows starting in this chunk.
+def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
+    """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
+
+    Channels: sum of weight * p(glacier), sum of weight, and the all-bands-missing flag.
 
     Inner chunks end on a window start, so their windows spill at most ``overlap`` pixels; the
     last chunk of an axis can spill further, but only past the array's end, which is dropped.
     """
-    iy, ix = block_info[0]["chunk-location"][1:]
     r0, c0 = int(np.sum(chunks_y[:iy])), int(np.sum(chunks_x[:ix]))
     ch, cw = chunks_y[iy], chunks_x[ix]
     ys = starts_y[(starts_y >= r0) & (starts_y < r0 + ch)] - r0
     xs = starts_x[(starts_x >= c0) & (starts_x < c0 + cw)] - c0
+    # channel 2 flags core pixels where every band is missing; computed here so that stage 2
+    # does not need the input block, which can then be freed as soon as this task is done
+    empty = np.isnan(block[:, :ch, :cw]).all(axis=0)
     if not len(ys) or not len(xs):
-        return np.zeros((2, ch + overlap, cw + overlap), np.float32)
+        out = np.zeros((3, ch + overlap, cw + overlap), np.float32)
+        out[2, :ch, :cw] = empty
+        return out
     size_y, size_x = max(ch + overlap, int(ys[-1]) + tile), max(cw + overlap, int(xs[-1]) + tile)
     # normalise in place inside the zero-padded buffer: one copy of the chunk, not three
     padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
@@ -177,7 +184,8 @@ def _stage1(block, *, handle, mean, std, tile, overlap, stride, starts_y, starts
     view -= mean[:, None, None]
     view /= std[:, None, None]
     np.nan_to_num(view, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    out = np.zeros((2, size_y, size_x), np.float32)
+    out = np.zeros((3, size_y, size_x), np.float32)
+    out[2, :ch, :cw] = empty
     weight = blend_weights(tile, overlap)
     model = handle.model()
     param = next(iter(model.parameters()), None)
@@ -194,9 +202,19 @@ def _stage1(block, *, handle, mean, std, tile, overlap, stride, starts_y, starts
     return out[:, : ch + overlap, : cw + overlap]
 
 
-def _stage2(core, below, right, corner, empty, *, overlap):
+def _stage1_with_halo(core, below, right, diagonal, location, **kwargs):
+    """Stage 1 on a chunk plus the copied bottom/right halo strips of its neighbours.
+
+    ``location`` is a 1 x 1 block holding the chunk's flat index (row-major).
+    """
+    iy, ix = divmod(int(location[0, 0]), len(kwargs["chunks_x"]))
+    block = np.concatenate([np.concatenate([core, right], axis=2), np.concatenate([below, diagonal], axis=2)], axis=1)
+    return _stage1(block, iy=iy, ix=ix, **kwargs)
+
+
+def _stage2(core, below, right, corner, *, overlap):
     """Add the spill of the neighbouring chunks and divide; NaN where every band is missing."""
-    num, den = core[0].copy(), core[1].copy()
+    num, den, empty = core[0].copy(), core[1].copy(), core[2] > 0.5
     if overlap:
         h, w = num.shape
         num[: min(overlap, h), :] += below[0][:h]
@@ -212,9 +230,40 @@ def _stage2(core, below, right, corner, empty, *, overlap):
 
 
 def _crop(a: np.ndarray, *, ys: slice, xs: slice) -> np.ndarray:
-    # a copy, not a view: a view of a spill strip would pin the whole chunk buffer in memory
-    # until the neighbour that needs the strip runs, and memory would grow with the area
+    # a copy, not a view: a view of a strip would pin the whole chunk buffer in memory until
+    # the neighbour that needs the strip runs, and memory would grow with the region's width
     return a[:, ys, xs].copy()
+
+
+def _unshift(strip: da.Array, axis: int) -> da.Array:
+    """Move each chunk's strip to the chunk before it along ``axis``; the last chunk gets NaN.
+
+    NaN is "no data": past the array's end it is normalised to 0 like the rest of the padding.
+    """
+    chunks = list(strip.chunks)
+    chunks[axis] = (strip.chunks[axis][0],)
+    last = da.full(tuple(sum(c) for c in chunks), np.nan, dtype=strip.dtype, chunks=tuple(chunks))
+    if strip.numblocks[axis] == 1:
+        return last
+    index = [slice(None)] * strip.ndim
+    index[axis] = slice(1, None)
+    return da.concatenate([strip.blocks[tuple(index)], last], axis=axis)
+
+
+def _halo_strips(stack: da.Array, overlap: int) -> tuple[da.Array, da.Array, da.Array]:
+    """The bottom, right and bottom-right halo of every chunk, as *copied* strips of its neighbours.
+
+    ``dask.array.overlap`` slices halos as views, and a 64-row view keeps the neighbour's whole
+    chunk in memory until the next row of chunks runs (memory then grows with the width of the
+    region); copies let each chunk go as soon as its own task and its strips are done.
+    """
+    c, (cy, cx) = stack.shape[0], stack.chunks[1:]
+    sy, sx = tuple(min(overlap, n) for n in cy), tuple(min(overlap, n) for n in cx)
+    top = stack.map_blocks(_crop, ys=slice(0, overlap), xs=slice(None), chunks=((c,), sy, cx), dtype=stack.dtype)
+    left = stack.map_blocks(_crop, ys=slice(None), xs=slice(0, overlap), chunks=((c,), cy, sx), dtype=stack.dtype)
+    corner = stack.map_blocks(_crop, ys=slice(0, overlap), xs=slice(0, overlap), chunks=((c,), sy, sx),
+                              dtype=stack.dtype)
+    return _unshift(top, 1), _unshift(left, 2), _unshift(_unshift(corner, 1), 2)
 
 
 def _shift(spill: da.Array, axis: int) -> da.Array:
@@ -311,29 +360,32 @@ def predict(
     norm = np.array([model.normalization[b] for b in bands], dtype=np.float32)
     mean, std = norm[:, 0], np.where(norm[:, 1] > 0, norm[:, 1], 1.0).astype(np.float32)
 
-    halo = da.overlap.overlap(stack, depth={0: 0, 1: (0, overlap), 2: (0, overlap)}, boundary="none")
-    sums = da.map_blocks(
-        _stage1, halo, dtype=np.float32, chunks=((2,), tuple(c + overlap for c in cy), tuple(c + overlap for c in cx)),
+    below, right, diagonal = _halo_strips(stack, overlap)
+    location = da.from_array(np.arange(len(cy) * len(cx)).reshape(len(cy), len(cx)), chunks=1)
+    # blockwise without aligning chunks: the halo strips are thinner than the chunks they extend
+    sums = da.blockwise(
+        _stage1_with_halo, "kyx", stack, "kyx", below, "kyx", right, "kyx", diagonal, "kyx", location, "yx",
+        align_arrays=False, concatenate=True, dtype=np.float32,
+        adjust_chunks={"k": lambda _: 3, "y": lambda n: n + overlap, "x": lambda n: n + overlap},
+        meta=np.empty((0, 0, 0), np.float32), name=f"glacier-windows-{handle.token[:8]}",
         handle=handle, mean=mean, std=std, tile=tile, overlap=overlap, stride=stride,
         starts_y=window_starts(h, tile, stride), starts_x=window_starts(w, tile, stride),
         batch_size=batch_size, tta=n_tta, chunks_y=cy, chunks_x=cx,
-        meta=np.empty((0, 0, 0), np.float32), name=f"glacier-windows-{handle.token[:8]}",
     )
-    empty = da.isnan(stack).all(axis=0)
     o = overlap
     if o:
         def part(ys: slice, xs: slice, chunks) -> da.Array:
             return sums.map_blocks(_crop, ys=ys, xs=xs, chunks=chunks, dtype=np.float32)
 
         oy, ox = (o,) * len(cy), (o,) * len(cx)
-        core = part(slice(None, -o), slice(None, -o), ((2,), cy, cx))
-        below = _shift(part(slice(-o, None), slice(None, -o), ((2,), oy, cx)), 1)
-        right = _shift(part(slice(None, -o), slice(-o, None), ((2,), cy, ox)), 2)
-        corner = _shift(_shift(part(slice(-o, None), slice(-o, None), ((2,), oy, ox)), 1), 2)
+        core = part(slice(None, -o), slice(None, -o), ((3,), cy, cx))
+        below = _shift(part(slice(-o, None), slice(None, -o), ((3,), oy, cx)), 1)
+        right = _shift(part(slice(None, -o), slice(-o, None), ((3,), cy, ox)), 2)
+        corner = _shift(_shift(part(slice(-o, None), slice(-o, None), ((3,), oy, ox)), 1), 2)
     else:
         core = below = right = corner = sums
     prob = da.blockwise(
-        _stage2, "yx", core, "kyx", below, "kyx", right, "kyx", corner, "kyx", empty, "yx",
+        _stage2, "yx", core, "kyx", below, "kyx", right, "kyx", corner, "kyx",
         overlap=o, dtype=np.float32, concatenate=True, align_arrays=False,
         meta=np.empty((0, 0), np.float32),
     )
