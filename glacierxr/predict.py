@@ -202,13 +202,18 @@ def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y
     return out[:, : ch + overlap, : cw + overlap]
 
 
-def _stage1_with_halo(core, below, right, diagonal, location, **kwargs):
-    """Stage 1 on a chunk plus the copied bottom/right halo strips of its neighbours.
+def _stage1_with_halo(core, *halo_and_location, **kwargs):
+    """Stage 1 on a chunk plus the copied bottom, right and bottom-right halo strips of its neighbours.
 
-    ``location`` is a 1 x 1 block holding the chunk's flat index (row-major).
+    The last positional argument is a 1 x 1 block holding the chunk's flat index (row-major);
+    with ``overlap == 0`` there are no strips.
     """
+    *halo, location = halo_and_location
     iy, ix = divmod(int(location[0, 0]), len(kwargs["chunks_x"]))
-    block = np.concatenate([np.concatenate([core, right], axis=2), np.concatenate([below, diagonal], axis=2)], axis=1)
+    block = core
+    if halo:
+        below, right, diagonal = halo
+        block = np.concatenate([np.concatenate([core, right], axis=2), np.concatenate([below, diagonal], axis=2)], axis=1)
     return _stage1(block, iy=iy, ix=ix, **kwargs)
 
 
@@ -360,11 +365,11 @@ def predict(
     norm = np.array([model.normalization[b] for b in bands], dtype=np.float32)
     mean, std = norm[:, 0], np.where(norm[:, 1] > 0, norm[:, 1], 1.0).astype(np.float32)
 
-    below, right, diagonal = _halo_strips(stack, overlap)
+    halo = [a for strip in _halo_strips(stack, overlap) for a in (strip, "kyx")] if overlap else []
     location = da.from_array(np.arange(len(cy) * len(cx)).reshape(len(cy), len(cx)), chunks=1)
     # blockwise without aligning chunks: the halo strips are thinner than the chunks they extend
     sums = da.blockwise(
-        _stage1_with_halo, "kyx", stack, "kyx", below, "kyx", right, "kyx", diagonal, "kyx", location, "yx",
+        _stage1_with_halo, "kyx", stack, "kyx", *halo, location, "yx",
         align_arrays=False, concatenate=True, dtype=np.float32,
         adjust_chunks={"k": lambda _: 3, "y": lambda n: n + overlap, "x": lambda n: n + overlap},
         meta=np.empty((0, 0, 0), np.float32), name=f"glacier-windows-{handle.token[:8]}",

@@ -219,3 +219,10 @@ def test_chunks_256_512_and_one_chunk_agree_on_a_larger_grid(model):
         cube = ds.chunk(chunks) if chunks else ds.chunk(-1)
         values = cube.glacier.predict(model, tile=256, overlap=64, batch_size=4, chunks=chunks or 10_000).values
         np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0, err_msg=str(chunks))
+
+
+@pytest.mark.parametrize("chunks", [128, 100_000])
+def test_overlap_zero_agrees_with_the_reference(cube, model, chunks):
+    reference = sliding_window_reference(cube, model, tile=128, overlap=0)
+    values = cube.glacier.predict(model, tile=128, overlap=0, chunks=chunks).values
+    np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0)
