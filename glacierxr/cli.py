@@ -70,53 +70,68 @@ def stac_serve(folder: Path) -> None:
             pass
 
 
+@main.command("inventory")
+@click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
+@click.option("--bbox", nargs=4, type=float, required=True, metavar="W S E N", help="Region in degrees.")
+@click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window, e.g. 2023-07-15/2023-09-30.")
+@click.option("--model", default="band-ratio", show_default=True, help="band-ratio or a checkpoint path.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", type=int, default=None, help="Start a LocalCluster with N worker processes.")
+@click.option("--scheduler", default=None, help="Address of a running Dask scheduler.")
+@click.option("--chunk", default=2048, show_default=True, help="Chunk size in pixels.")
+@click.option("--tile", default=512, show_default=True)
+@click.option("--overlap", default=64, show_default=True)
+@click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
+@click.option("--min-area", "min_area_km2", default=0.05, show_default=True, help="Smallest glacier kept (km²).")
+@click.option("--unit-chunks", type=int, default=None, help="Work units: chunks submitted to Dask at once.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace what is in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar or messages.")
+def inventory_command(stac, bbox, datetime_, model, out_dir, workers, scheduler, chunk, tile, overlap, max_cloud,
+                      min_area_km2, unit_chunks, resume, overwrite, quiet) -> None:
+    """Produce the glacier inventory of a region: Zarr, outlines, inventory, quicklook, manifest."""
+    from glacierxr.pipeline import run_inventory
+
+    run_inventory(stac, bbox=bbox, datetime=datetime_, out=out_dir, model=model, workers=workers,
+                  scheduler=scheduler, chunk=chunk, tile=tile, overlap=overlap, max_cloud=max_cloud,
+                  min_area_km2=min_area_km2, unit_chunks=unit_chunks, resume=resume, overwrite=overwrite,
+                  quiet=quiet, echo=click.echo)
+
+
 @main.command()
 @click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=1024, show_default=True, help="Rows and columns of the embedded region.")
 @click.option("--seed", default=0, show_default=True)
-def demo(out_dir: Path, size: int, seed: int) -> None:
-    """Run glacierxr on the embedded synthetic region, end to end, offline."""
+@click.option("--workers", default=2, show_default=True, help="LocalCluster worker processes (0: threads).")
+def demo(out_dir: Path, size: int, seed: int, workers: int) -> None:
+    """Run `glacierxr inventory` on the embedded synthetic region, end to end, offline."""
     import geopandas as gpd
     import xarray as xr
 
     import glacierxr as gx
-    from glacierxr.quicklook import quicklook
+    from glacierxr.pipeline import run_inventory
     from glacierxr.stac_server import serve
     from glacierxr.synthetic import make_region
 
     t0 = time.perf_counter()
     region = make_region(out_dir / "region", seed=seed, shape=(size, size))
     click.echo(f"region     {region.name}: {size} x {size} px at 10 m, {region.crs}, {region.datetime}")
+    run = out_dir / "inventory"
     with serve(region.stac_dir) as url:
         click.echo(f"STAC API   {url} (rustac serve)")
-        items = gx.search(url, bbox=region.bbox, datetime=region.datetime, max_cloud=50)
-        click.echo("search     " + ", ".join(f"{k}: {len(v)} items" for k, v in items.items()))
-        cube = gx.open_cube(items, bbox=region.bbox, resolution=10)
-        click.echo(f"cube       {dict(cube.sizes)} variables {list(cube.data_vars)} (lazy)")
-        model = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
-        prob = cube.glacier.predict(model, tile=512, overlap=64)
-        store = prob.glacier.to_zarr(out_dir / "probability.zarr", mode="w")
-        written = xr.open_zarr(store)["glacier_probability"]
-        glacier = float((written > 0.5).sum() / written.notnull().sum())
-        truth_share = float(region.arrays["glacier"].mean())
-        click.echo(f"predict    {model.arch}: {glacier:.1%} of valid pixels above p=0.5 (true glacier cover "
-                   f"{truth_share:.1%}) -> {store}")
-        truth = gpd.read_file(region.truth_path)
-        outlines = written.rio.write_crs(cube.rio.crs).glacier.outlines(min_area_km2=0.05)
-        inv = gx.inventory(outlines, cube["elevation"], date=region.dates[-1].date().isoformat(),
-                           dem_source="synthetic GLO-30", probability=written)
-        gx.write_inventory(inv, out_dir / "outlines.parquet")
-        gx.write_inventory(inv, out_dir / "outlines.gpkg")
-        inv.drop(columns="geometry").to_csv(out_dir / "inventory.csv", index=False)
-        click.echo(f"outlines   {len(inv)} glaciers >= 0.05 km^2, {inv.area_km2.sum():.2f} km^2 in total")
-        if len(truth) == 0:
-            click.echo("accuracy   the region has no true glacier to score against")
-        else:
-            _report_accuracy(gx.evaluate(written.rio.write_crs(cube.rio.crs), truth))
-        png = quicklook(cube, out_dir / "quicklook.png", outlines=outlines)
-    click.echo(f"outputs    {png} (outlines in yellow)\n           {store}\n           {out_dir / 'outlines.parquet'}, "
-               f"{out_dir / 'outlines.gpkg'}, {out_dir / 'inventory.csv'}\n"
-               f"           truth {region.truth_path}; STAC {region.stac_dir}")
+        click.echo(f"command    glacierxr inventory --stac {url} --bbox {' '.join(f'{v:.5f}' for v in region.bbox)} "
+                   f"--datetime {region.datetime} --model band-ratio --out {run} --workers {workers}")
+        run_inventory(url, bbox=region.bbox, datetime=region.datetime, out=run, model="band-ratio",
+                      workers=workers or None, chunk=512, overwrite=True, echo=click.echo)
+    truth = gpd.read_file(region.truth_path)
+    prob = xr.open_zarr(run / "probability.zarr", decode_coords="all")["glacier_probability"]
+    if len(truth):
+        _report_accuracy(gx.evaluate(prob, truth))
+    else:
+        click.echo("accuracy   the region has no true glacier to score against")
+    click.echo("outputs    " + "\n           ".join(str(run / n) for n in (
+        "probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png", "manifest.json")))
+    click.echo(f"           true outlines {region.truth_path}; STAC {region.stac_dir}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
 
 

@@ -35,7 +35,7 @@ import xarray as xr
 from glacierxr.errors import InvalidArgumentError, MissingBandError
 from glacierxr.tiling import aligned_chunks, blend_weights, check_tiling, window_starts
 
-__all__ = ["predict", "ModelHandle", "handle_for", "run_windows", "d4_transforms"]
+__all__ = ["predict", "ModelHandle", "handle_for", "model_token", "run_windows", "d4_transforms"]
 
 _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
@@ -81,7 +81,8 @@ class ModelHandle:
         return _RUN_LOCKS[(self.token, _resolve_device(self.device))]
 
 
-def _token(model) -> str:
+def model_token(model) -> str:
+    """Content hash of a model's architecture, bands, normalisation and weights."""
     h = hashlib.sha256()
     h.update(json.dumps({"arch": model.arch, "config": model.config, "bands": list(model.bands),
                          "normalization": {k: list(v) for k, v in model.normalization.items()}},
@@ -102,7 +103,7 @@ def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_di
 
     if precision not in ("auto", "bf16", "fp32"):
         raise InvalidArgumentError(f"precision={precision!r} must be 'auto', 'bf16' or 'fp32'.")
-    token = _token(model)
+    token = model_token(model)
     folder = Path(cache_dir or Path(tempfile.gettempdir()) / "glacierxr-models")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model.arch}-{token}.pt"

@@ -55,7 +55,10 @@ def _fingerprint(da_: xr.DataArray, name: str, dtype: str) -> str:
 
 
 def store_status(store: str | Path) -> dict:
-    """What a store's bookkeeping says: ``fingerprint``, ``chunks_done``, ``complete``."""
+    """What a store's bookkeeping says: ``fingerprint``, ``chunks_done``, ``complete``.
+
+    Cheap enough to poll from another thread or process while a write runs (progress bars).
+    """
     meta = _meta(Path(store))
     if not (meta / "fingerprint").exists():
         return {"fingerprint": None, "chunks_done": 0, "complete": False}
@@ -74,7 +77,8 @@ def _write_block(block: np.ndarray, path: str, name: str, ys: slice, xs: slice, 
     return 1
 
 
-def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: str = "float32") -> Path:
+def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: str = "float32",
+            batch: int | None = None) -> Path:
     """Write a (lazy) 2-D DataArray to a Zarr v3 store, chunk by chunk, resumably.
 
     Parameters
@@ -90,6 +94,10 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
         something else. ``"w"``: overwrite whatever is there.
     dtype
         ``"float32"`` or ``"uint8"`` (probabilities scaled to 0..250, NaN stored as 255).
+    batch
+        Work units: submit at most this many chunks to the scheduler at once, row by row, so
+        the graph handed to Dask stays small for very large regions (neighbouring chunks whose
+        results a unit needs are computed again for it). ``None``: all chunks at once.
 
     Returns
     -------
@@ -148,6 +156,8 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
             ds.to_zarr(path, mode="w", compute=False, zarr_format=3, encoding={name: enc}, consolidated=True)
         (meta / "done").mkdir(parents=True, exist_ok=True)
         (meta / "fingerprint").write_text(fingerprint)
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise InvalidArgumentError(f"batch={batch!r} must be a positive number of chunks, or None.")
     done = meta / "done"
     blocks = data.to_delayed()
     tasks = []
@@ -159,6 +169,8 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
                 continue
             ys, xs = slice(int(y0s[i]), int(y0s[i + 1])), slice(int(x0s[j]), int(x0s[j + 1]))
             tasks.append(dask.delayed(_write_block)(blocks[i, j], str(path), name, ys, xs, str(marker)))
-    dask.compute(*tasks)
+    step = batch or max(len(tasks), 1)
+    for start in range(0, len(tasks), step):
+        dask.compute(*tasks[start : start + step])
     (meta / "complete").touch()
     return path

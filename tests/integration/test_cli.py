@@ -44,11 +44,11 @@ def test_stac_serve_answers_and_stops(region):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "512"])
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--size", "512", "--workers", "0"])
     assert result.exit_code == 0, result.output
-    png = tmp_path / "quicklook.png"
-    assert png.exists() and "accuracy" in result.output
-    for name in ("probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv"):
-        assert (tmp_path / name).exists(), name
-    img = Image.open(png)
+    run = tmp_path / "inventory"
+    assert "accuracy" in result.output
+    for name in ("probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png", "manifest.json"):
+        assert (run / name).exists(), name
+    img = Image.open(run / "quicklook.png")
     assert img.mode == "RGB" and min(img.size) > 200

@@ -226,3 +226,9 @@ def test_overlap_zero_agrees_with_the_reference(cube, model, chunks):
     reference = sliding_window_reference(cube, model, tile=128, overlap=0)
     values = cube.glacier.predict(model, tile=128, overlap=0, chunks=chunks).values
     np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0)
+
+
+def test_zarr_write_in_work_units_equals_one_shot(prob, tmp_path):
+    one = xr.open_zarr(prob.glacier.to_zarr(tmp_path / "one.zarr"))["glacier_probability"].values
+    units = xr.open_zarr(store_module.to_zarr(prob, tmp_path / "units.zarr", batch=2))["glacier_probability"].values
+    np.testing.assert_array_equal(one, units)
