@@ -287,7 +287,8 @@ def run_inventory(
             _atomic(out / name, lambda p: gx.write_inventory(inv, p))
         _atomic(out / "inventory.csv", lambda p: inv.drop(columns="geometry").to_csv(p, index=False))
         t = time.perf_counter()
-        _atomic(out / "quicklook.png", lambda p: quicklook(cube, p, outlines=outlines))
+        preview = _preview_cube(items, bbox, cube)
+        _atomic(out / "quicklook.png", lambda p: quicklook(preview, p, outlines=outlines))
         timings["quicklook_s"] = time.perf_counter() - t
     manifest = {
         "parameters": params,
@@ -305,6 +306,19 @@ def run_inventory(
     shutil.rmtree(out / ".partial", ignore_errors=True)
     say(f"inventory  {len(inv)} glaciers, {manifest['glacier_area_km2']:.2f} km² -> {out}")
     return manifest
+
+
+def _preview_cube(items: dict, bbox: Sequence[float], cube: xr.Dataset, max_size: int = 1024) -> xr.Dataset:
+    """The optical composite at quicklook resolution: a coarse grid lets GDAL read COG overviews
+    instead of every full-resolution pixel again."""
+    import glacierxr as gx
+
+    factor = int(np.ceil(max(cube.sizes["y"], cube.sizes["x"]) / max_size))
+    if factor <= 1 or "sentinel-2" not in items:
+        return cube
+    resolution = float(cube.attrs["resolution"]) * factor
+    return gx.open_cube({"sentinel-2": items["sentinel-2"]}, bbox=bbox, resolution=resolution, crs=cube.rio.crs,
+                        chunks=max_size, indices=False)
 
 
 def _dem_source(items: dict) -> str | None:
