@@ -83,7 +83,7 @@ def stac_serve(folder: Path) -> None:
 @click.option("--overlap", default=64, show_default=True)
 @click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
 @click.option("--min-area", "min_area_km2", default=0.05, show_default=True, help="Smallest glacier kept (km²).")
-@click.option("--unit-chunks", type=int, default=None, help="Work units: chunks submitted to Dask at once.")
+@click.option("--unit-chunks", type=int, default=1024, show_default=True, help="Work units: chunks submitted to Dask at once.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace what is in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages.")

@@ -136,3 +136,10 @@ def test_a_killed_worker_loses_and_duplicates_nothing(slow_setup, tmp_path):
         thread.join(timeout=300)
         assert not errors, errors
     _same_outputs(reference, out)
+
+
+def test_work_units_give_the_same_outputs(region, stac_url, tmp_path):
+    common = dict(bbox=region.bbox, datetime=region.datetime, chunk=96, tile=128, overlap=32, min_area_km2=0.01, quiet=True)
+    gx.run_inventory(stac_url, out=tmp_path / "one", unit_chunks=None, **common)
+    gx.run_inventory(stac_url, out=tmp_path / "units", unit_chunks=2, **common)
+    _same_outputs(tmp_path / "one", tmp_path / "units")
