@@ -86,24 +86,15 @@ def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool) -
                 "replace it, or choose another --out."
             )
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / _PARAMS, json.dumps(params, indent=1, sort_keys=True))
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic(out / _PARAMS, lambda p: p.write_text(json.dumps(params, indent=1, sort_keys=True)))
 
 
 def _atomic(path: Path, write) -> None:
-    """Write with ``write(tmp_path)`` and rename into place, so a kill never leaves half a file."""
+    """Write a file with ``write(tmp_path)`` and rename it into place: a kill never leaves half a file."""
     tmp = path.parent / ".partial" / path.name  # same name: a GeoPackage's layer is named after it
     tmp.parent.mkdir(exist_ok=True)
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    tmp.unlink(missing_ok=True)
     write(tmp)
-    if path.exists():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
     os.replace(tmp, path)
 
 
@@ -305,7 +296,7 @@ def run_inventory(
         "timings_s": timings,
         "outputs": ["probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png"],
     }
-    _atomic_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    _atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
     shutil.rmtree(out / ".partial", ignore_errors=True)
     say(f"inventory  {len(inv)} glaciers, {manifest['glacier_area_km2']:.2f} km² -> {out}")
     return manifest
