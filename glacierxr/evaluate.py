@@ -55,6 +55,7 @@ from pyproj import CRS
 from scipy import ndimage
 
 from glacierxr.errors import CRSError, InputShapeError, InvalidArgumentError
+from glacierxr.geo import bounds_of
 
 __all__ = ["evaluate", "evaluate_lazy", "pixel_metrics", "LazyEvaluation", "DEFAULT_MAX_DISTANCE_PX", "ID_COLUMNS"]
 
@@ -91,7 +92,7 @@ class _Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` of the outer pixel edges."""
-        return _bounds_of(self.transform, self.shape)
+        return bounds_of(self.transform, self.shape)
 
     def pixel_size_m(self) -> tuple[float, float]:
         """``(row height, column width)`` in metres; needs a projected CRS."""
@@ -119,13 +120,6 @@ def _metres_per_unit(crs: CRS) -> float:
 def _pyproj(crs: Any) -> CRS | None:
     """A pyproj CRS from a rioxarray/rasterio CRS (``None`` stays ``None``)."""
     return None if crs is None else CRS.from_user_input(crs)
-
-
-def _bounds_of(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    """``(xmin, ymin, xmax, ymax)`` of a raster's outer pixel edges."""
-    xs = [transform.c, transform.c + transform.a * shape[1]]
-    ys = [transform.f, transform.f + transform.e * shape[0]]
-    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def _as_dask(data: Any) -> da.Array:
@@ -392,7 +386,7 @@ def _reference_from_outlines(reference: Any, grid: _Grid, id_column: str | None)
     tree = shapely.STRtree(geoms)
     dtype = _label_dtype(len(geoms))
     blocks = _block_transforms(grid)
-    boxes = [shapely.box(*_bounds_of(t, s)) for row in blocks for t, s in row]
+    boxes = [shapely.box(*bounds_of(t, s)) for row in blocks for t, s in row]
     box_idx, geom_idx = tree.query(boxes, predicate="intersects")
     token = tokenize(shapely.to_wkb(geoms).tolist(), grid.transform, grid.chunks)
     rasterize = dask.delayed(_rasterize_block, pure=True)

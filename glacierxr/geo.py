@@ -19,7 +19,7 @@ from pyproj.exceptions import CRSError as _PyprojCRSError
 
 from glacierxr.errors import CRSError, GridError, InvalidBBoxError
 
-__all__ = ["BBox", "Grid", "validate_bbox", "utm_crs", "to_crs", "grid_from_bbox"]
+__all__ = ["BBox", "Grid", "validate_bbox", "utm_crs", "to_crs", "grid_from_bbox", "bounds_of"]
 
 BBox = tuple[float, float, float, float]
 
@@ -182,6 +182,13 @@ def grid_from_bbox(bbox: Sequence[float], *, resolution: float = 10.0, crs: obje
         math.ceil(ymax / resolution) * resolution,
     )
     return Grid(crs=target, resolution=float(resolution), bounds=snapped)
+
+
+def bounds_of(transform: Affine, shape: tuple[int, int]) -> BBox:
+    """``(xmin, ymin, xmax, ymax)`` of a raster's outer pixel edges (any axis orientation)."""
+    xs = (transform.c, transform.c + transform.a * shape[1])
+    ys = (transform.f, transform.f + transform.e * shape[0])
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def lonlat_of(crs: CRS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

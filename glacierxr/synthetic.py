@@ -40,7 +40,7 @@ from pyproj import CRS
 from scipy import ndimage
 
 from glacierxr.errors import GridError
-from glacierxr.geo import lonlat_of, utm_crs, xy_of
+from glacierxr.geo import bounds_of, lonlat_of, utm_crs, xy_of
 
 __all__ = ["Region", "make_region", "CLASSES", "S2_BANDS", "REFLECTANCE", "BACKSCATTER_DB"]
 
@@ -118,8 +118,7 @@ class Region:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` of the 10 m grid in :attr:`crs`."""
-        t, (h, w) = self.transform, self.shape
-        return (t.c, t.f + t.e * h, t.c + t.a * w, t.f)
+        return bounds_of(self.transform, self.shape)
 
     @property
     def resolution(self) -> float:
@@ -344,10 +343,6 @@ def _footprint(bounds: tuple[float, float, float, float], crs: str) -> tuple[dic
     return {"type": "Polygon", "coordinates": [ring]}, [round(float(v), 7) for v in bbox]
 
 
-def _bounds_of(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    return (transform.c, transform.f + transform.e * shape[0], transform.c + transform.a * shape[1], transform.f)
-
-
 _PROJ_V11 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 _PROJ_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 _RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
@@ -518,7 +513,7 @@ def make_region(
 
     # --- write COGs and STAC
     cog_dir, stac_dir, truth_dir = out / "cogs", out / "stac", out / "truth"
-    region_bounds = _bounds_of(t10, (h, w))
+    region_bounds = bounds_of(t10, (h, w))
     geom, bbox = _footprint(region_bounds, crs_str)
     ids: dict[str, list[str]] = {"sentinel-2-l2a": [], "sentinel-1-rtc": [], "cop-dem-glo-30": []}
     s2_items, s1_items = [], []
@@ -592,7 +587,7 @@ def make_region(
     iid = f"Copernicus_DSM_COG_10_{name}_DEM"
     path = cog_dir / iid / "data.tif"
     _write_cog(path, dem, tdem, "EPSG:4326", None)
-    dgeom, dbbox = _footprint(_bounds_of(tdem, dem.shape), "EPSG:4326")
+    dgeom, dbbox = _footprint(bounds_of(tdem, dem.shape), "EPSG:4326")
     dem_item = {
         "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER],
         "id": iid, "collection": "cop-dem-glo-30", "geometry": dgeom, "bbox": dbbox,
