@@ -1,0 +1,212 @@
+"""The training loop: the paper's recipe (AdamW, lr 1e-4, cosine schedule, batch 4, Dice + CE,
+D4 augmentation), validation OA / F1 / mIoU every epoch, best and last checkpoints, resume.
+
+Checkpoints in ``checkpoint_dir``: ``best.pt`` (highest validation mIoU) and ``last.pt``, written
+with :func:`glacierxr.models.save` (provenance: seed, epochs, losses, metrics), plus
+``last.state.pt`` holding the optimiser, schedule, generator states and history, so
+``resume="…/last.pt"`` continues exactly where the run stopped. A checkpoint without that
+side file resumes its weights only (fine-tuning).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glacierxr.errors import CheckpointError, InvalidArgumentError
+from glacierxr.evaluate import pixel_metrics
+from glacierxr.training.augment import random_d4
+from glacierxr.training.losses import dice_ce_loss
+
+__all__ = ["train", "validate", "state_path"]
+
+
+def state_path(checkpoint: str | Path) -> Path:
+    """The training-state side file of a checkpoint (``last.pt`` -> ``last.state.pt``)."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".state.pt")
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, dataset, *, batch_size: int = 4, device: str = "cpu") -> dict[str, Any]:
+    """Loss and pixel metrics (:func:`glacierxr.evaluate.pixel_metrics`) of ``model`` on ``dataset``."""
+    dev = _device(device)
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    counts = torch.zeros(4, dtype=torch.int64)
+    loss_sum, n = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(dev), y.to(dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            logits = model(x)
+        loss_sum += float(dice_ce_loss(logits.float(), y)) * x.shape[0]
+        n += x.shape[0]
+        pred = logits.argmax(1)
+        counts += torch.bincount((2 * y + pred).flatten().cpu(), minlength=4)[:4]
+    tn, fp, fn, tp = (int(v) for v in counts)
+    return {"loss": loss_sum / max(n, 1), **pixel_metrics(tn, fp, fn, tp)}
+
+
+def _progress(epoch: int, epochs: int, step: int, steps: int, loss: float) -> None:
+    sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{step}/{steps}] loss {loss:.4f}")
+    sys.stderr.flush()
+
+
+def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: float = 1e-4,
+          weight_decay: float = 1e-2, seed: int = 0, augment: bool = True, device: str = "auto",
+          checkpoint_dir: str | Path | None = None, resume: str | Path | None = None,
+          progress: bool = True) -> list[dict[str, Any]]:
+    """Train ``model`` on ``train_ds`` and validate on ``val_ds`` every epoch.
+
+    Parameters
+    ----------
+    model
+        A glacierxr model (:func:`glacierxr.models.create` or :func:`glacierxr.models.load`).
+    train_ds, val_ds
+        Datasets of ``(x (C, H, W) float32 normalised, y (H, W) int64)``, e.g.
+        :class:`~glacierxr.training.chips.ChipDataset`. ``val_ds`` may be ``None`` or empty.
+    epochs
+        Total number of epochs (when resuming, the run continues up to this number).
+    batch_size, lr, weight_decay
+        The paper's defaults: 4, 1e-4 (AdamW) with a cosine decay to 0 over all steps, 1e-2.
+    seed
+        Seeds the weights' update order: ``torch.manual_seed``, the DataLoader's shuffling
+        generator and the augmentation generator (``num_workers=0``). Same seed, same data and
+        same initial weights give the same history.
+    augment
+        Random D4 (rotations, flip, mirror) per training sample.
+    device
+        ``"auto"`` (CUDA when present, with bf16 autocast), ``"cpu"``, ``"cuda"``, ...
+    checkpoint_dir
+        Where to write ``best.pt`` and ``last.pt`` (and ``last.state.pt``); ``None``: none.
+    resume
+        A checkpoint to start from: ``last.pt`` of a previous run (full state restored when its
+        ``.state.pt`` is beside it) or any checkpoint of the same architecture (weights only).
+    progress
+        Print a progress line (loss, metrics) to stderr.
+
+    Returns
+    -------
+    list of dict
+        One dict per epoch run: ``epoch`` (1-based), ``train_loss``, ``val_loss``, ``oa``,
+        ``f1_glacier``, ``mean_f1``, ``miou``, ``iou_glacier``, ``lr`` (at the epoch's first step), ``seconds``.
+    """
+    from glacierxr.models import load, save
+
+    if int(epochs) != epochs or epochs < 1:
+        raise InvalidArgumentError(f"epochs={epochs!r} must be a positive integer.")
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer.")
+    if lr <= 0 or weight_decay < 0:
+        raise InvalidArgumentError(f"lr={lr!r} must be > 0 and weight_decay={weight_decay!r} >= 0.")
+    if len(train_ds) == 0:
+        raise InvalidArgumentError("train_ds is empty; pass more chip windows (smaller chips or val_fraction).")
+    dev = _device(device)
+    torch.manual_seed(seed)
+    loader_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, shuffle=True, num_workers=0,
+                                         generator=loader_gen, drop_last=False)
+    model.to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total_steps = int(epochs) * len(loader)
+    # closed-form cosine decay to 0 over all steps: resuming with a larger `epochs` stretches it
+    def cosine(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+    history: list[dict[str, Any]] = []
+    start = 0
+    best = -math.inf
+
+    if resume is not None:
+        loaded = load(resume, map_location="cpu")
+        if loaded.arch != model.arch or list(loaded.bands) != list(model.bands):
+            raise CheckpointError(
+                f"resume={str(resume)!r} holds {loaded.arch!r} on bands {list(loaded.bands)}; the model is "
+                f"{model.arch!r} on {list(model.bands)}. Resume with a checkpoint of the same model."
+            )
+        model.load_state_dict(loaded.state_dict())
+        sp = state_path(resume)
+        if sp.exists():
+            state = torch.load(sp, map_location="cpu", weights_only=False)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule for the new total
+                group["lr"] = base * cosine(sched.last_epoch)
+            loader_gen.set_state(state["loader_generator"])
+            aug_gen.set_state(state["augment_generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history = list(state["history"])
+            start = int(state["epoch"])
+            best = float(state["best"])
+        if start >= epochs and progress:
+            sys.stderr.write(f"checkpoint already has {start} epochs >= epochs={epochs}; nothing to do\n")
+
+    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    for epoch in range(start, int(epochs)):
+        t0 = time.perf_counter()
+        model.train()
+        lr_start = opt.param_groups[0]["lr"]
+        loss_sum, n = 0.0, 0
+        for step, (x, y) in enumerate(loader, 1):
+            if augment:
+                x, y = random_d4(x, y, aug_gen)
+            x, y = x.to(dev), y.to(dev)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                logits = model(x)
+            loss = dice_ce_loss(logits.float(), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * x.shape[0]
+            n += x.shape[0]
+            if progress:
+                _progress(epoch, int(epochs), step, len(loader), loss_sum / n)
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / n}
+        if val_ds is not None and len(val_ds) > 0:
+            m = validate(model, val_ds, batch_size=batch_size, device=str(dev))
+            record.update(val_loss=m["loss"], oa=m["oa"], f1_glacier=m["f1"]["glacier"], mean_f1=m["mean_f1"],
+                          miou=m["miou"], iou_glacier=m["iou"]["glacier"])
+        else:
+            record.update(val_loss=None, oa=None, f1_glacier=None, mean_f1=None, miou=None, iou_glacier=None)
+        record["lr"] = lr_start
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        if progress:
+            sys.stderr.write(f"\repoch {epoch + 1}/{epochs} loss {record['train_loss']:.4f} "
+                             f"val_loss {record['val_loss'] if record['val_loss'] is None else round(record['val_loss'], 4)} "
+                             f"OA {record['oa']} F1 {record['f1_glacier']} mIoU {record['miou']}\n")
+        score = record["miou"] if record["miou"] is not None else -record["train_loss"]
+        if out is not None:
+            prov = {"seed": int(seed), "epochs": epoch + 1, "history": history,
+                    "train_losses": [h["train_loss"] for h in history],
+                    "metrics": {k: record[k] for k in ("val_loss", "oa", "f1_glacier", "mean_f1", "miou")},
+                    "recipe": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                               "schedule": "cosine", "optimizer": "AdamW", "loss": "dice+ce", "augment": augment}}
+            model.eval()
+            if score > best:
+                save(model, out / "best.pt", provenance={**prov, "best_epoch": epoch + 1})
+            save(model, out / "last.pt", provenance=prov)
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "loader_generator": loader_gen.get_state(), "augment_generator": aug_gen.get_state(),
+                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
+                        "best": max(best, score)}, state_path(out / "last.pt"))
+        best = max(best, score)
+    model.eval()
+    return history
