@@ -35,14 +35,15 @@ import xarray as xr
 from glacierxr.errors import InvalidArgumentError, MissingBandError
 from glacierxr.tiling import aligned_chunks, blend_weights, check_tiling, window_starts
 
-__all__ = ["predict", "ModelHandle", "handle_for", "model_token", "run_windows", "d4_transforms"]
+__all__ = ["predict", "ModelHandle", "handle_for", "model_token", "resolve_device", "run_windows", "d4_transforms"]
 
 _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
 _RUN_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is present, else ``"cpu"``; other names pass through."""
     import torch
 
     if device == "auto":
@@ -67,7 +68,7 @@ class ModelHandle:
         """The model, loaded once per process and device."""
         from glacierxr.models import load
 
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         key = (self.token, device)
         with _CACHE_LOCK:
             if key not in _CACHE:
@@ -78,7 +79,7 @@ class ModelHandle:
     def run_lock(self) -> threading.Lock:
         """The per-process lock serialising forward passes of this model."""
         self.model()
-        return _RUN_LOCKS[(self.token, _resolve_device(self.device))]
+        return _RUN_LOCKS[(self.token, resolve_device(self.device))]
 
 
 def model_token(model) -> str:
@@ -115,7 +116,7 @@ def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_di
         if mlm.exists():
             mlm.replace(path.parent / (path.name + ".mlm.json"))
     handle = ModelHandle(token, str(path), device, precision)
-    resolved = _resolve_device(device)
+    resolved = resolve_device(device)
     with _CACHE_LOCK:
         _CACHE.setdefault((token, resolved), model.to(resolved).eval())
         _RUN_LOCKS.setdefault((token, resolved), threading.Lock())
@@ -190,7 +191,7 @@ def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y
     weight = blend_weights(tile, overlap)
     model = handle.model()
     param = next(iter(model.parameters()), None)
-    device = str(param.device) if param is not None else _resolve_device(handle.device)
+    device = str(param.device) if param is not None else resolve_device(handle.device)
     origins = [(y, x0) for y in ys for x0 in xs]
     for b in range(0, len(origins), batch_size):
         batch = origins[b : b + batch_size]

@@ -20,6 +20,7 @@ import torch
 
 from glacierxr.errors import CheckpointError, InvalidArgumentError
 from glacierxr.evaluate import pixel_metrics
+from glacierxr.predict import resolve_device
 from glacierxr.training.augment import random_d4
 from glacierxr.training.losses import dice_ce_loss
 
@@ -33,9 +34,7 @@ def state_path(checkpoint: str | Path) -> Path:
 
 
 def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(resolve_device(device))
 
 
 @torch.inference_mode()
