@@ -149,5 +149,123 @@ def _describe(region) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- training and evaluation
+
+
+def _cube_for(stac: str, bbox, datetime_: str, bands, max_cloud, resolution: float, chunk: int):
+    """Search the sensors ``bands`` need and open the cube on the bbox."""
+    import glacierxr as gx
+    from glacierxr.pipeline import sensors_for
+
+    items = gx.search(stac, bbox=bbox, datetime=datetime_, sensors=sensors_for(bands), max_cloud=max_cloud)
+    click.echo("search     " + ", ".join(f"{k}: {len(v)} items" for k, v in items.items()), err=True)
+    return gx.open_cube(items, bbox=bbox, resolution=resolution, chunks=chunk)
+
+
+def _parse_bands(value: str) -> tuple[str, ...]:
+    from glacierxr.training.experiment import BAND_GROUPS, bands_of
+
+    value = value.strip()
+    if value and set(value) <= set(BAND_GROUPS):
+        return bands_of(value)
+    return tuple(b.strip() for b in value.split(",") if b.strip())
+
+
+_STAC = click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
+_BBOX = click.option("--bbox", nargs=4, type=float, required=True, metavar="W S E N", help="Region in degrees.")
+_DATETIME = click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window.")
+
+
+@main.command("train")
+@_STAC
+@_BBOX
+@_DATETIME
+@click.option("--outlines", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Glacier outlines (any vector file, any CRS) used as labels.")
+@click.option("--model", "arch", default="lgt-lgcb", show_default=True, help="Architecture (glacierxr.models.available()).")
+@click.option("--preset", default="small", show_default=True, type=click.Choice(["paper", "small", "tiny"]))
+@click.option("--bands", default="ABCD", show_default=True,
+              help="Band groups (A = VV VH, B = B02 B03 B04 B08 B11, C = NDVI NDSI NDWI, D = elevation) or a comma list.")
+@click.option("--epochs", type=int, required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint to write (best epoch).")
+@click.option("--chip", default=256, show_default=True, help="Chip side in pixels.")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--val-fraction", default=0.3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--resolution", default=10.0, show_default=True, help="Pixel size in metres.")
+@click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--no-cache", is_flag=True, help="Read chips from the cube every epoch instead of caching them in Zarr.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run of --out.")
+@click.option("--overwrite", is_flag=True, help="Replace --out and its run.")
+def train_command(stac, bbox, datetime_, outlines, arch, preset, bands, epochs, out, chip, batch_size, lr,
+                  val_fraction, seed, resolution, max_cloud, device, no_cache, resume, overwrite) -> None:
+    """Train a model on a region's imagery with glacier outlines as labels; write the best checkpoint."""
+    import torch
+
+    import glacierxr.models as gm
+    from glacierxr.training import fit
+
+    band_list = _parse_bands(bands)
+    torch.manual_seed(seed)
+    model = gm.create(arch, bands=band_list, preset=preset)
+    cube = _cube_for(stac, bbox, datetime_, model.bands, max_cloud, resolution, max(chip * 4, 1024))
+    click.echo(f"train      {arch} ({preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
+               f"on {', '.join(model.bands)}", err=True)
+    hist = fit(cube, outlines, model, out=out, epochs=epochs, chip=chip, val_fraction=val_fraction, seed=seed,
+               batch_size=batch_size, lr=lr, cache=not no_cache, device=device, resume=resume, overwrite=overwrite)
+    best = max(hist, key=lambda h: h["miou"] if h["miou"] is not None else -h["train_loss"])
+    click.echo(f"best epoch {best['epoch']}: train loss {best['train_loss']:.4f}"
+               + (f", validation OA {best['oa']:.3f} F1 {best['f1_glacier']:.3f} mIoU {best['miou']:.3f}"
+                  if best["miou"] is not None else ""))
+    click.echo(f"wrote      {out}")
+
+
+@main.command("evaluate")
+@_STAC
+@_BBOX
+@_DATETIME
+@click.option("--model", required=True, help="A checkpoint path, or band-ratio.")
+@click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference glacier outlines (any vector file, any CRS).")
+@click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
+@click.option("--resolution", default=10.0, show_default=True)
+@click.option("--chunk", default=1024, show_default=True)
+@click.option("--tile", default=512, show_default=True)
+@click.option("--overlap", default=64, show_default=True)
+@click.option("--max-cloud", type=float, default=None)
+def evaluate_command(stac, bbox, datetime_, model, reference, as_json, resolution, chunk, tile, overlap,
+                     max_cloud) -> None:
+    """Map glaciers with a model and score the map against reference outlines (OA, F1, IoU, mIoU, boundaries)."""
+    import glacierxr as gx
+    from glacierxr.pipeline import _model
+
+    the_model = _model(model)
+    cube = _cube_for(stac, bbox, datetime_, the_model.bands, max_cloud, resolution, chunk)
+    prob = cube.glacier.predict(the_model, tile=min(tile, chunk), overlap=overlap)
+    scores = gx.evaluate(prob, reference)
+    if as_json:
+        click.echo(json.dumps(scores, indent=1))
+        return
+    click.echo(f"model      {the_model.arch} on {', '.join(the_model.bands)}")
+    click.echo(f"pixels     {scores['n_pixels']:,} scored, {scores['n_excluded']:,} without data")
+    _report_accuracy(scores)
+    click.echo(f"F1         glacier {scores['f1']['glacier']:.3f}  background {scores['f1']['background']:.3f}")
+
+
+@main.command("experiment")
+@click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML file: regions, models, band combinations, seeds (see glacierxr.training.experiment).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results.jsonl and tables.md; finished runs in it are not run again.")
+@click.option("--quiet", is_flag=True)
+def experiment_command(config: Path, out_dir: Path, quiet: bool) -> None:
+    """Run a grid of models x band combinations x seeds and print the paper-style Markdown tables."""
+    from glacierxr.training import run_experiment
+
+    click.echo(run_experiment(config, out_dir, progress=not quiet))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

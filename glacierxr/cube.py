@@ -31,12 +31,63 @@ from glacierxr import sensors as _sensors
 from glacierxr.errors import GridError, MissingBandError, UnsupportedItemError
 from glacierxr.geo import Grid, grid_from_bbox
 from glacierxr.indices import add_indices
-from glacierxr.reader import AlignedReader
+from glacierxr.reader import AlignedReader, ReadEnv, RetryPolicy
 
-__all__ = ["AssetPlan", "SensorPlan", "CubePlan", "plan_cube", "open_cube"]
+__all__ = ["AssetPlan", "SensorPlan", "CubePlan", "plan_cube", "open_cube", "gdal_env", "RetryPolicy"]
 
 #: The stackstac reader class used for every asset (see :mod:`glacierxr.reader`).
 READER = AlignedReader
+
+#: File extensions GDAL's ``/vsicurl/`` may open (compared case-insensitively, query strings
+#: ignored; ``{noext}``: names without one), so that it never probes sidecar files such as
+#: ``.aux.xml`` or ``.ovr`` over the network. Add an extension here to read other formats.
+REMOTE_EXTENSIONS = (".tif", ".tiff", ".jp2", "{noext}")
+
+
+def _gdal_at_least(major: int, minor: int) -> bool:
+    import rasterio
+
+    parts = rasterio.__gdal_version__.split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)
+
+
+def gdal_env(retry: RetryPolicy | None = None) -> ReadEnv:
+    """The GDAL environment every asset is opened and read in (stackstac's ``gdal_env``).
+
+    stackstac's defaults (``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR``, ``VSI_CACHE`` on for
+    opening and off for reading, merged range requests) plus GDAL's HTTP retries and timeouts
+    from ``retry``: ``GDAL_HTTP_MAX_RETRY`` / ``GDAL_HTTP_RETRY_DELAY`` (GDAL retries a request
+    answered 429, 500, 502, 503, 504, or cut off), ``GDAL_HTTP_RETRY_CODES`` (GDAL >= 3.10),
+    ``GDAL_HTTP_TIMEOUT`` / ``GDAL_HTTP_CONNECTTIMEOUT``, and
+    ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` (:data:`REMOTE_EXTENSIONS`). The policy also sets how
+    often :class:`~glacierxr.reader.AlignedReader` retries a whole open/read.
+
+    Parameters
+    ----------
+    retry
+        The retry policy; :class:`RetryPolicy()` (4 attempts, GDAL retrying each request 3
+        times, 30 s timeout) by default.
+
+    Returns
+    -------
+    ReadEnv
+        A :class:`stackstac.rio_env.LayeredEnv` that also carries ``retry``.
+    """
+    import stackstac
+
+    policy = retry or RetryPolicy()
+    always = {
+        "GDAL_HTTP_MAX_RETRY": str(policy.http_max_retry),
+        "GDAL_HTTP_RETRY_DELAY": repr(float(policy.http_retry_delay)),
+        "GDAL_HTTP_TIMEOUT": str(max(1, round(policy.http_timeout))),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(policy.http_connect_timeout))),
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ",".join(REMOTE_EXTENSIONS),
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    }
+    if _gdal_at_least(3, 10):
+        always["GDAL_HTTP_RETRY_CODES"] = "408,429,500,502,503,504"
+    base = stackstac.DEFAULT_GDAL_ENV.updated(always=always)
+    return ReadEnv(*base.__getstate__(), retry=policy)
 
 
 @dataclass(frozen=True)
@@ -114,6 +165,10 @@ def _normalise(item: pystac.Item, spec: _sensors.SensorSpec) -> tuple[pystac.Ite
     for band in bands:
         key = _sensors.asset_for(item, band, spec.name)
         asset = item.assets[key].clone()
+        layers = asset.extra_fields.get("raster:bands") or []
+        if band.index > 1 or len(layers) > 1:  # one band of a multi-band asset: read it as a 1-band VRT
+            asset.href = _sensors.band_href(asset.href, band.index)
+            asset.extra_fields["raster:bands"] = layers[band.index - 1:band.index]
         epsg = _epsg_from(asset.extra_fields) or item_epsg
         if epsg is not None:
             asset.extra_fields["proj:epsg"] = epsg
@@ -177,11 +232,15 @@ def plan_cube(
 # ----------------------------------------------------------------------------- stacking
 
 
-def _stack(plan: SensorPlan, grid: Grid, chunks: int) -> xr.DataArray:
+def _stack(plan: SensorPlan, grid: Grid, chunks: int, env: ReadEnv) -> xr.DataArray:
     import stackstac
     from rasterio.enums import Resampling
 
     resampling = Resampling[plan.sensor.bands[0].resampling]
+    labels: dict[str, str] = {}
+    for a in plan.assets:
+        name = f"band {a.band!r} of item {a.item_id!r}"
+        labels[a.href] = f"{labels[a.href]}, {name}" if a.href in labels else name
     arr = stackstac.stack(
         [it.to_dict() for it in plan.items],
         assets=list(plan.bands),
@@ -198,8 +257,9 @@ def _stack(plan: SensorPlan, grid: Grid, chunks: int) -> xr.DataArray:
         properties=False,
         band_coords=False,
         sortby_date="asc",
-        errors_as_nodata=(),
+        errors_as_nodata=(),  # never turn a failed read into fill values: AlignedReader retries, then raises
         reader=READER,
+        gdal_env=env.with_labels(labels),
     )
     if arr.shape[-2:] != grid.shape:
         raise GridError(
@@ -294,9 +354,9 @@ def _composite(arr: xr.DataArray, method: str) -> xr.DataArray:
     )
 
 
-def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str) -> dict[str, xr.DataArray]:
+def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str, env: ReadEnv) -> dict[str, xr.DataArray]:
     spec = plan.sensor
-    arr = _physical(_stack(plan, grid, chunks), plan)
+    arr = _physical(_stack(plan, grid, chunks, env), plan)
     if spec.mask is not None:
         ok = _valid(arr.sel(band=spec.mask.band.name), spec.mask)
         arr = arr.sel(band=list(spec.band_names)).where(ok)
@@ -325,6 +385,7 @@ def open_cube(
     chunks: int = 2048,
     composite: str = "median",
     indices: bool = True,
+    retry: RetryPolicy | None = None,
 ) -> xr.Dataset:
     """Stack STAC items lazily onto one grid and composite them into a glacier-mapping datacube.
 
@@ -346,6 +407,10 @@ def open_cube(
         the season through the search window (see :func:`glacierxr.search.late_summer`).
     indices
         Add NDVI, NDSI and NDWI when their bands are present.
+    retry
+        How reads retry transient failures (HTTP 5xx, reset connections, timeouts): GDAL's
+        per-request retries and glacierxr's per-chunk attempts with backoff. The default
+        :class:`RetryPolicy` suits cloud object stores; see :func:`gdal_env`.
 
     Returns
     -------
@@ -359,6 +424,12 @@ def open_cube(
     ------
     InvalidBBoxError, GridError, CRSError, UnknownSensorError, UnsupportedItemError, MissingBandError
         See :func:`plan_cube`.
+
+    Notes
+    -----
+    When the result is computed, an asset that cannot be read (permanently, or after every
+    retry) raises :class:`~glacierxr.errors.AssetReadError` naming it; a failed read never
+    becomes NaN pixels.
     """
     if composite not in _REDUCERS:
         raise GridError(f"composite={composite!r} is not supported; use one of {sorted(_REDUCERS)}.")
@@ -366,9 +437,10 @@ def open_cube(
         raise GridError(f"chunks={chunks!r} must be a positive number of pixels, e.g. 2048.")
     plan = plan_cube(items, bbox=bbox, resolution=resolution, crs=crs)
     grid = plan.grid
+    env = gdal_env(retry)
     data_vars: dict[str, xr.DataArray] = {}
     for sensor_plan in plan.sensors.values():
-        data_vars.update(_sensor_variables(sensor_plan, grid, int(chunks), composite))
+        data_vars.update(_sensor_variables(sensor_plan, grid, int(chunks), composite, env))
     ds = xr.Dataset(data_vars)
     if indices:
         ds = add_indices(ds)

@@ -29,6 +29,7 @@ __all__ = [
     "InventoryNotFoundError",
     "OptionalDependencyError",
     "ServerError",
+    "AssetReadError",
 ]
 
 
@@ -114,3 +115,17 @@ class OptionalDependencyError(GlacierxrError, ImportError):
 
 class ServerError(GlacierxrError, RuntimeError):
     """A local server (e.g. the STAC API) failed to start or stopped unexpectedly."""
+
+
+class AssetReadError(GlacierxrError, OSError):
+    """A raster asset could not be read, after retrying when the failure looked transient.
+
+    The message names the asset href, the band and item when known, the number of attempts and
+    what to do. The attributes ``href``, ``attempts``, ``transient`` (whether the last failure
+    looked transient) and ``label`` (e.g. ``"band 'B04' of item 'S2B_...'"``) carry the same facts.
+    """
+
+    href: str = ""
+    attempts: int = 0
+    transient: bool = False
+    label: str = ""

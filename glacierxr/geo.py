@@ -63,12 +63,17 @@ def validate_bbox(bbox: Sequence[float], *, name: str = "bbox") -> BBox:
         raise InvalidBBoxError(
             f"{name} latitudes ({s}, {n}) must lie in [-90, 90]; pass (west, south, east, north) in degrees."
         )
-    if w >= e:
+    if w == e or s == n:
+        raise InvalidBBoxError(
+            f"{name}={values} has zero area (west == east or south == north); give the region a width and "
+            "a height, e.g. (west, south, west + 0.1, south + 0.1)."
+        )
+    if w > e:
         raise InvalidBBoxError(
             f"{name} west ({w}) must be smaller than east ({e}); boxes across the antimeridian are not "
             "supported: split them into two boxes."
         )
-    if s >= n:
+    if s > n:
         raise InvalidBBoxError(f"{name} south ({s}) must be smaller than north ({n}); swap them.")
     return (w, s, e, n)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import shutil
 import threading
@@ -34,10 +35,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from glacierxr.errors import InvalidArgumentError, StoreExistsError
+from glacierxr.errors import GridError, InvalidArgumentError, StoreExistsError, UnknownModelError
 from glacierxr.geo import validate_bbox
 from glacierxr.predict import model_token
 from glacierxr.search import validate_datetime
+from glacierxr.tiling import check_tiling
 
 __all__ = ["run_inventory", "sensors_for"]
 
@@ -63,12 +65,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool) -> None:
+def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool, check_only: bool = False) -> None:
+    """Refuse a folder holding another run; with ``check_only`` nothing is removed or written."""
     if resume and overwrite:
         raise InvalidArgumentError("Pass either resume or overwrite, not both.")
+    if out.exists() and not out.is_dir():
+        raise StoreExistsError(f"--out {out} is a file, not a folder; choose another --out.")
     if out.exists() and any(out.iterdir()):
         if overwrite:
-            shutil.rmtree(out)
+            if not check_only:
+                shutil.rmtree(out)
         elif resume:
             saved = out / _PARAMS
             if not saved.exists():
@@ -82,11 +88,31 @@ def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool) -
                 )
         else:
             raise StoreExistsError(
-                f"{out} already exists and is not empty; pass --resume to finish the run in it, --overwrite to "
-                "replace it, or choose another --out."
+                f"{out} already exists and is not empty; pass --resume (resume=True) to finish the run in it, "
+                "--overwrite (overwrite=True) to replace it, or choose another --out."
             )
+    if check_only:
+        return
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / _PARAMS, lambda p: p.write_text(json.dumps(params, indent=1, sort_keys=True)))
+
+
+def _check_options(model, *, chunk, tile, overlap, max_cloud, min_area_km2, unit_chunks, workers, scheduler) -> None:
+    """Validate the run's options before anything is searched, read or written."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk <= 0:
+        raise GridError(f"chunk={chunk!r} must be a positive number of pixels, e.g. 2048.")
+    check_tiling(tile, overlap, model.output_stride)
+    if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
+        raise InvalidArgumentError(f"max_cloud={max_cloud} must be a percentage in [0, 100], e.g. 20.")
+    if isinstance(min_area_km2, bool) or not (isinstance(min_area_km2, numbers.Real) and np.isfinite(min_area_km2)
+                                              and min_area_km2 >= 0):
+        raise InvalidArgumentError(f"min_area_km2={min_area_km2!r} must be a non-negative area in km², e.g. 0.05.")
+    if unit_chunks is not None and (isinstance(unit_chunks, bool) or not isinstance(unit_chunks, int) or unit_chunks < 1):
+        raise InvalidArgumentError(f"unit_chunks={unit_chunks!r} must be a positive number of chunks, e.g. 1024.")
+    if workers is not None and scheduler is not None:
+        raise InvalidArgumentError("Pass either workers (start a LocalCluster) or scheduler (connect), not both.")
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError(f"workers={workers} must be at least 1 (or leave it out for threads).")
 
 
 def _atomic(path: Path, write) -> None:
@@ -160,12 +186,19 @@ def _model(model):
     from glacierxr import models
 
     if isinstance(model, str) and not Path(model).exists():
-        if model != "band-ratio":
+        if model == "band-ratio":
+            return models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
+        if model in models.available():
             raise InvalidArgumentError(
                 f"model={model!r}: a learned architecture needs trained weights; pass a checkpoint path "
                 "(gx.models.save), or 'band-ratio' for the non-learned method."
             )
-        return models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
+        if Path(model).suffix in (".pt", ".pth") or "/" in model or "\\" in model:
+            return models.load(model)  # CheckpointNotFoundError naming the path
+        raise UnknownModelError(
+            f"model={model!r} is neither a checkpoint file nor a known model; pass the path of a checkpoint "
+            "written by gx.models.save, or 'band-ratio' for the non-learned method."
+        )
     return models.load(model) if isinstance(model, str | Path) else model
 
 
@@ -203,7 +236,8 @@ def run_inventory(
         ``"band-ratio"``, a checkpoint path, or a glacierxr model.
     workers, scheduler
         Start a LocalCluster of ``workers`` processes, or connect to a running scheduler;
-        neither: Dask's threaded scheduler.
+        neither: Dask's threaded scheduler. In a script, call it under
+        ``if __name__ == "__main__":``: worker processes re-import the script that starts them.
     chunk
         Chunk size in pixels (rounded to the window stride by predict).
     tile, overlap
@@ -235,6 +269,9 @@ def run_inventory(
         When ``out`` holds something and neither ``resume`` nor ``overwrite`` is given.
     InvalidArgumentError
         On resuming with other parameters, or invalid options.
+    GlacierxrError
+        Any other input error (bbox, dates, model, tiling, chunk size, search, items) is raised
+        before ``out`` is created, changed or, with ``overwrite``, removed.
     """
     import glacierxr as gx
     from glacierxr.quicklook import quicklook
@@ -250,7 +287,11 @@ def run_inventory(
     }
     validate_bbox(bbox)
     validate_datetime(datetime)
-    _prepare_folder(out, params, resume=resume, overwrite=overwrite)
+    _check_options(the_model, chunk=chunk, tile=tile, overlap=overlap, max_cloud=max_cloud, min_area_km2=min_area_km2,
+                   unit_chunks=unit_chunks, workers=workers, scheduler=scheduler)
+    # refusals first, then everything that can fail on the inputs (search, items, bands), and only
+    # then is the folder touched: a failing run never removes or half-writes an earlier one
+    _prepare_folder(out, params, resume=resume, overwrite=overwrite, check_only=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     items = gx.search(stac, bbox=bbox, datetime=datetime, sensors=sensors_for(the_model.bands), max_cloud=max_cloud)
@@ -259,8 +300,9 @@ def run_inventory(
     cube = gx.open_cube(items, bbox=bbox, chunks=chunk)
     grid_km2 = cube.sizes["y"] * cube.sizes["x"] * float(cube.attrs["resolution"]) ** 2 / 1e6
     say(f"cube       {cube.sizes['y']} x {cube.sizes['x']} px, {grid_km2:,.1f} km², {len(cube.data_vars)} variables")
+    prob = cube.glacier.predict(the_model, tile=tile, overlap=overlap, chunks=chunk)  # lazy: checks bands
+    _prepare_folder(out, params, resume=resume, overwrite=overwrite)
     with _dask_client(workers, scheduler, say):
-        prob = cube.glacier.predict(the_model, tile=tile, overlap=overlap, chunks=chunk)
         store = out / "probability.zarr"
         n_chunks = int(np.prod(prob.data.numblocks))
         t = time.perf_counter()

@@ -32,7 +32,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from glacierxr.errors import InvalidArgumentError, MissingBandError
+from glacierxr.errors import GridError, InvalidArgumentError, MissingBandError
 from glacierxr.tiling import aligned_chunks, blend_weights, check_tiling, window_starts
 
 __all__ = ["predict", "ModelHandle", "handle_for", "model_token", "resolve_device", "run_windows", "d4_transforms"]
@@ -336,10 +336,22 @@ def predict(
         When the cube lacks a band the model needs.
     InputShapeError
         When ``tile`` is not a multiple of the output stride or ``overlap`` is out of range.
+    GridError
+        When ``chunks`` is not a positive number of pixels.
+    InvalidArgumentError
+        When ``cube`` is not a Dataset, or on another invalid option.
     """
     import glacierxr
     from glacierxr import models as _models
 
+    if not isinstance(cube, xr.Dataset):
+        hint = " (e.g. stacked.to_dataset('band'))" if isinstance(cube, xr.DataArray) else ""
+        raise InvalidArgumentError(
+            f"predict needs an xarray.Dataset with one variable per band, as gx.open_cube returns; got a "
+            f"{type(cube).__name__}. Convert it to a Dataset{hint} first."
+        )
+    if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks <= 0):
+        raise GridError(f"chunks={chunks!r} must be a positive number of pixels (e.g. 2048), or None for the cube's.")
     if isinstance(model, str | Path):
         model = _models.load(model) if Path(model).suffix == ".pt" or Path(model).exists() else _models.create(str(model), bands=None)
     bands = list(model.bands)

@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 import pystac
 
-from glacierxr.errors import MissingBandError, UnknownSensorError
+from glacierxr.errors import InvalidArgumentError, MissingBandError, UnknownSensorError
 
 __all__ = [
     "BandSpec", "MaskSpec", "SensorSpec", "PROVIDERS", "register", "get", "available", "identify",
-    "asset_for", "scale_offset", "nodata_of",
+    "asset_for", "band_href", "scale_offset", "nodata_of",
 ]
 
 Kind = Literal["optical", "sar", "dem"]
@@ -63,6 +63,13 @@ class BandSpec:
     """Default nodata when the asset states none."""
     resampling: Literal["nearest", "bilinear", "cubic", "average"] = "nearest"
     """Resampling onto the cube grid."""
+    index: int = 1
+    """1-based band of the asset holding this variable, for multi-band assets (e.g. an RGB
+    GeoTIFF or a 4-band Gaofen scene): ``BandSpec("B03", ("rgb",), 30, index=2)``."""
+
+    def __post_init__(self) -> None:
+        if int(self.index) != self.index or self.index < 1:
+            raise InvalidArgumentError(f"BandSpec {self.name!r}: index={self.index!r} must be a 1-based band number.")
 
 
 @dataclass(frozen=True)
@@ -270,7 +277,7 @@ def identify(item: pystac.Item | Mapping[str, Any]) -> SensorSpec:
 
 
 def asset_for(item: pystac.Item, band: BandSpec, sensor: str = "") -> str:
-    """The asset key holding ``band`` in ``item``.
+    """The asset key holding ``band`` in ``item`` (see :func:`band_href` for multi-band assets).
 
     Raises
     ------
@@ -287,9 +294,29 @@ def asset_for(item: pystac.Item, band: BandSpec, sensor: str = "") -> str:
     )
 
 
-def _raster_band(item: pystac.Item, key: str) -> dict[str, Any]:
+def band_href(href: str, index: int) -> str:
+    """The href that reads band ``index`` of a multi-band asset as a one-band raster.
+
+    stackstac reads the first band of an asset; GDAL's ``vrt://`` connection string (GDAL >= 3.1)
+    exposes any band as the only one: ``vrt:///data/rgb.tif?bands=2``.
+    """
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(href)
+    if parsed.scheme == "file":
+        path = unquote(parsed.path)
+    elif parsed.scheme in ("http", "https"):
+        path = "/vsicurl/" + href
+    elif parsed.scheme == "s3":
+        path = "/vsis3/" + href[len("s3://"):]
+    else:
+        path = href
+    return f"vrt://{path}?bands={index}"
+
+
+def _raster_band(item: pystac.Item, key: str, index: int = 1) -> dict[str, Any]:
     bands = item.assets[key].extra_fields.get("raster:bands") or []
-    return bands[0] if bands else {}
+    return bands[index - 1] if len(bands) >= index else {}
 
 
 def _item_time(item: pystac.Item) -> dt.datetime | None:
@@ -302,7 +329,7 @@ def scale_offset(item: pystac.Item, key: str, band: BandSpec, sensor: SensorSpec
 
     See the module docstring for the precedence rules.
     """
-    rb = _raster_band(item, key)
+    rb = _raster_band(item, key, band.index)
     scale = float(rb.get("scale", band.scale))
     is_s2_reflectance = sensor.name == "sentinel-2" and sensor.mask is not None and band is not sensor.mask.band
     props = item.properties
@@ -325,5 +352,5 @@ def scale_offset(item: pystac.Item, key: str, band: BandSpec, sensor: SensorSpec
 
 def nodata_of(item: pystac.Item, key: str, band: BandSpec) -> float | None:
     """The stored value that means "no data" for this asset."""
-    rb = _raster_band(item, key)
+    rb = _raster_band(item, key, band.index)
     return rb.get("nodata", band.nodata)

@@ -109,7 +109,8 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
     StoreExistsError
         When the store exists and ``mode="w-"`` cannot resume it.
     InvalidArgumentError
-        On an unknown mode or dtype, or an array that is not 2-D (y, x).
+        On an unknown mode or dtype, a batch that is not a positive integer, or an array that is
+        not 2-D (y, x); nothing is written then.
     """
     if mode not in ("w-", "w"):
         raise InvalidArgumentError(f"mode={mode!r} must be 'w-' (create or resume) or 'w' (overwrite).")
@@ -117,6 +118,8 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
         raise InvalidArgumentError(f"dtype={dtype!r} must be 'float32' or 'uint8'.")
     if prob.dims != ("y", "x"):
         raise InvalidArgumentError(f"to_zarr writes 2-D (y, x) arrays; this one has dims {prob.dims}.")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise InvalidArgumentError(f"batch={batch!r} must be a positive number of chunks, e.g. 1024, or None for all.")
     path = Path(store)
     name = prob.name or "glacier_probability"
     data = prob.data if isinstance(prob.data, da.Array) else da.from_array(np.asarray(prob.data), chunks=2048)
@@ -156,8 +159,6 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
             ds.to_zarr(path, mode="w", compute=False, zarr_format=3, encoding={name: enc}, consolidated=True)
         (meta / "done").mkdir(parents=True, exist_ok=True)
         (meta / "fingerprint").write_text(fingerprint)
-    if batch is not None and (not isinstance(batch, int) or batch < 1):
-        raise InvalidArgumentError(f"batch={batch!r} must be a positive number of chunks, or None.")
     done = meta / "done"
     blocks = data.to_delayed()
     tasks = []

@@ -177,12 +177,23 @@ def outlines(
     CRSError
         When the raster has no CRS.
     InvalidArgumentError
-        On dims other than ``(y, x)`` or a simplification coarser than half a pixel.
+        On dims other than ``(y, x)``, a non-finite threshold, negative minimum areas or a
+        simplification coarser than half a pixel.
     """
     import rioxarray  # noqa: F401
 
+    if not isinstance(raster, xr.DataArray):
+        raise InvalidArgumentError(
+            f"outlines needs an xarray.DataArray (e.g. cube.glacier.predict(...)), not {type(raster).__name__}."
+        )
     if raster.dims != ("y", "x"):
         raise InvalidArgumentError(f"outlines needs a 2-D (y, x) raster; this one has dims {raster.dims}.")
+    for option, value, hint in (("threshold", threshold, "e.g. 0.5"), ("min_area_km2", min_area_km2, "0 keeps all"),
+                                ("min_hole_km2", min_hole_km2, "0 keeps every hole")):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not np.isfinite(value) or (
+                option != "threshold" and value < 0):
+            kind = "a finite number" if option == "threshold" else "a non-negative number of km²"
+            raise InvalidArgumentError(f"{option}={value!r} must be {kind} ({hint}).")
     crs = raster.rio.crs
     if crs is None:
         raise CRSError(
@@ -207,8 +218,8 @@ def outlines(
     pieces = [p for chunk in dask.compute(*tasks) for p in chunk]
     merged = _stitch(pieces)
     gdf = _to_frame(merged, transform, crs, labels, with_stats)
-    if len(gdf) == 0:
-        return gdf
+    if len(gdf) == 0:  # no glacier (e.g. an all-NaN raster): the same columns, no rows
+        return gdf.assign(area_km2=np.zeros(0, dtype=np.float64))
     metric = not crs.is_geographic  # holes are measured in m^2; a geographic raster keeps them all
     gdf["geometry"] = [_fill_small_holes(g, min_hole_km2 * 1e6 if metric else 0.0) for g in gdf.geometry]
     if simplify:

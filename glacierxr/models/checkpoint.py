@@ -143,7 +143,8 @@ def _read(path: Path, map_location) -> dict:
             AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as exc:
         raise CheckpointError(
             f"{str(path)!r} is not a glacierxr checkpoint: torch.load could not read it safely "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass a file written by "
+            "glacierxr.models.save; if it is one, it is truncated or corrupt: copy or download it again"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         if isinstance(payload, dict):

@@ -57,9 +57,36 @@ def validate(model: torch.nn.Module, dataset, *, batch_size: int = 4, device: st
     return {"loss": loss_sum / max(n, 1), **pixel_metrics(tn, fp, fn, tp)}
 
 
-def _progress(epoch: int, epochs: int, step: int, steps: int, loss: float) -> None:
-    sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{step}/{steps}] loss {loss:.4f}")
-    sys.stderr.flush()
+class _Progress:
+    """A rich progress bar over all training steps, showing the running loss and the last metrics."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                                console=Console(stderr=True))
+            self.task = self.bar.add_task("train", total=total, completed=done, status="")
+            self.bar.start()
+
+    def step(self, epoch: int, epochs: int, loss: float, last: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=f"epoch {epoch + 1}/{epochs}",
+                            status=f"loss {loss:.4f}{last}")
+
+    def epoch(self, record: dict[str, Any]) -> str:
+        m = "" if record["miou"] is None else (f" | val loss {record['val_loss']:.4f} OA {record['oa']:.3f} "
+                                              f"F1 {record['f1_glacier']:.3f} mIoU {record['miou']:.3f}")
+        if self.bar is not None:
+            self.bar.console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{m}")
+        return m
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: float = 1e-4,
@@ -93,7 +120,7 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
         A checkpoint to start from: ``last.pt`` of a previous run (full state restored when its
         ``.state.pt`` is beside it) or any checkpoint of the same architecture (weights only).
     progress
-        Print a progress line (loss, metrics) to stderr.
+        Show a progress bar (running loss, last validation metrics) and one line per epoch on stderr.
 
     Returns
     -------
@@ -157,55 +184,56 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-    for epoch in range(start, int(epochs)):
-        t0 = time.perf_counter()
-        model.train()
-        lr_start = opt.param_groups[0]["lr"]
-        loss_sum, n = 0.0, 0
-        for step, (x, y) in enumerate(loader, 1):
-            if augment:
-                x, y = random_d4(x, y, aug_gen)
-            x, y = x.to(dev), y.to(dev)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                logits = model(x)
-            loss = dice_ce_loss(logits.float(), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * x.shape[0]
-            n += x.shape[0]
-            if progress:
-                _progress(epoch, int(epochs), step, len(loader), loss_sum / n)
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / n}
-        if val_ds is not None and len(val_ds) > 0:
-            m = validate(model, val_ds, batch_size=batch_size, device=str(dev))
-            record.update(val_loss=m["loss"], oa=m["oa"], f1_glacier=m["f1"]["glacier"], mean_f1=m["mean_f1"],
-                          miou=m["miou"], iou_glacier=m["iou"]["glacier"])
-        else:
-            record.update(val_loss=None, oa=None, f1_glacier=None, mean_f1=None, miou=None, iou_glacier=None)
-        record["lr"] = lr_start
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        if progress:
-            sys.stderr.write(f"\repoch {epoch + 1}/{epochs} loss {record['train_loss']:.4f} "
-                             f"val_loss {record['val_loss'] if record['val_loss'] is None else round(record['val_loss'], 4)} "
-                             f"OA {record['oa']} F1 {record['f1_glacier']} mIoU {record['miou']}\n")
-        score = record["miou"] if record["miou"] is not None else -record["train_loss"]
-        if out is not None:
-            prov = {"seed": int(seed), "epochs": epoch + 1, "history": history,
-                    "train_losses": [h["train_loss"] for h in history],
-                    "metrics": {k: record[k] for k in ("val_loss", "oa", "f1_glacier", "mean_f1", "miou")},
-                    "recipe": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                               "schedule": "cosine", "optimizer": "AdamW", "loss": "dice+ce", "augment": augment}}
-            model.eval()
-            if score > best:
-                save(model, out / "best.pt", provenance={**prov, "best_epoch": epoch + 1})
-            save(model, out / "last.pt", provenance=prov)
-            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "loader_generator": loader_gen.get_state(), "augment_generator": aug_gen.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
-                        "best": max(best, score)}, state_path(out / "last.pt"))
-        best = max(best, score)
+    bar = _Progress(progress, int(epochs) * len(loader), start * len(loader))
+    last = ""
+    try:
+        for epoch in range(start, int(epochs)):
+            t0 = time.perf_counter()
+            model.train()
+            lr_start = opt.param_groups[0]["lr"]
+            loss_sum, n = 0.0, 0
+            for step, (x, y) in enumerate(loader, 1):
+                if augment:
+                    x, y = random_d4(x, y, aug_gen)
+                x, y = x.to(dev), y.to(dev)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    logits = model(x)
+                loss = dice_ce_loss(logits.float(), y)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += float(loss.detach()) * x.shape[0]
+                n += x.shape[0]
+                bar.step(epoch, int(epochs), loss_sum / n, last)
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / n}
+            if val_ds is not None and len(val_ds) > 0:
+                m = validate(model, val_ds, batch_size=batch_size, device=str(dev))
+                record.update(val_loss=m["loss"], oa=m["oa"], f1_glacier=m["f1"]["glacier"], mean_f1=m["mean_f1"],
+                              miou=m["miou"], iou_glacier=m["iou"]["glacier"])
+            else:
+                record.update(val_loss=None, oa=None, f1_glacier=None, mean_f1=None, miou=None, iou_glacier=None)
+            record["lr"] = lr_start
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            last = bar.epoch(record)
+            score = record["miou"] if record["miou"] is not None else -record["train_loss"]
+            if out is not None:
+                prov = {"seed": int(seed), "epochs": epoch + 1, "history": history,
+                        "train_losses": [h["train_loss"] for h in history],
+                        "metrics": {k: record[k] for k in ("val_loss", "oa", "f1_glacier", "mean_f1", "miou")},
+                        "recipe": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                                   "schedule": "cosine", "optimizer": "AdamW", "loss": "dice+ce", "augment": augment}}
+                model.eval()
+                if score > best:
+                    save(model, out / "best.pt", provenance={**prov, "best_epoch": epoch + 1})
+                save(model, out / "last.pt", provenance=prov)
+                torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "loader_generator": loader_gen.get_state(), "augment_generator": aug_gen.get_state(),
+                            "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
+                            "best": max(best, score)}, state_path(out / "last.pt"))
+            best = max(best, score)
+    finally:
+        bar.close()
     model.eval()
     return history
