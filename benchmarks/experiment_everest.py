@@ -90,7 +90,7 @@ def main() -> None:
         model = gm.create(name, bands=BANDS, preset=args.preset, normalization=norm)
         ckpt = args.out / f"{name}{'-swap' if args.swap else ''}.pt"
         hist = fit(train, outlines, model, out=ckpt, epochs=args.epochs, chip=args.chip, lr=args.lr, seed=0,
-                   cache=False, device="auto", overwrite=True, progress=False)
+                   cache=True, device="auto", overwrite=True, progress=False)
         best = gm.load(ckpt)
         t0 = time.perf_counter()
         prob = test.glacier.predict(best, tile=128, overlap=32).compute()

@@ -63,9 +63,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether the STAC API at ``url`` answers ``/collections`` with 200."""
     try:
-        with urllib.request.urlopen(url + "/collections", timeout=1) as r:
+        with urllib.request.urlopen(url + "/collections", timeout=timeout) as r:
             return r.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False

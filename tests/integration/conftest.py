@@ -25,14 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from glacierxr.stac_server import stac_files
+from glacierxr.stac_server import _answers, stac_files
 
 PG_USER = "postgres"  # the database role, and the OS user that runs the server when we are root
 START_TIMEOUT_S = 30.0
@@ -188,14 +186,6 @@ def _load_pgstac(dsn: str, folder: Path) -> None:
                 loader.load_items(iter(records), Methods.insert)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/collections", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 @contextlib.contextmanager
 def _stac_fastapi(pg_port: int, root: Path, attempts: int = 3) -> Iterator[str]:
     """stac-fastapi-pgstac under uvicorn on a free 127.0.0.1 port; yields the API's root URL."""
@@ -218,9 +208,9 @@ def _stac_fastapi(pg_port: int, root: Path, attempts: int = 3) -> Iterator[str]:
             )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
-            while proc.poll() is None and time.monotonic() < deadline and not _answers(url):
+            while proc.poll() is None and time.monotonic() < deadline and not _answers(url, timeout=2):
                 time.sleep(0.1)
-            if proc.poll() is None and _answers(url):
+            if proc.poll() is None and _answers(url, timeout=2):
                 yield url
                 return
         finally:
