@@ -23,9 +23,10 @@
 #
 # The numbers are a demonstration, not a benchmark: a tiny model, ~15 epochs and 26 km² of
 # training data. On these synthetic scenes clean ice is spectrally easy and the band ratio is
-# hard to beat; the paper's learned models win after ~100 epochs on large regions, mostly on
-# debris-covered ice and shadows. For the paper's grid of models and band combinations use
-# `glacierxr experiment --config exp.toml` (`glacierxr.training.run_experiment`).
+# hard to beat. Trained longer on more data, the learned models win where the band ratio is
+# blind: debris-covered ice. `glacierxr experiment --config benchmarks/experiments/table2_tiny.toml`
+# (tiny models, 80 epochs on a 1024 x 1024 px region, about half an hour on 2 CPU cores) gives
+# the paper's Table 2 in miniature; see `benchmarks/experiments/RESULTS.md`.
 #
 # Outputs go to `$GLACIERXR_EXAMPLES_OUT/02_train_and_compare`.
 

@@ -245,7 +245,7 @@ def _fmt(values: list[float | None], digits: int = 3) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
         return "–"
-    if len(vals) == 1:
+    if len(set(vals)) == 1:  # one run, or a deterministic method (band-ratio, parameter counts)
         return f"{vals[0]:.{digits}f}"
     return f"{statistics.fmean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
