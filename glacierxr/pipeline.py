@@ -126,16 +126,13 @@ def _atomic(path: Path, write) -> None:
 
 @contextlib.contextmanager
 def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[object | None]:
-    if workers is not None and scheduler is not None:
-        raise InvalidArgumentError("Pass either workers (start a LocalCluster) or scheduler (connect), not both.")
+    """Threads, a LocalCluster or a running scheduler (options checked by :func:`_check_options`)."""
     if workers is None and scheduler is None:
         yield None
         return
     from distributed import Client, LocalCluster
 
     if workers is not None:
-        if workers < 1:
-            raise InvalidArgumentError(f"workers={workers} must be at least 1.")
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             echo(f"dask       LocalCluster({workers} workers x 1 thread), dashboard {client.dashboard_link}")

@@ -165,13 +165,10 @@ def training_data(
     (train, val)
         Datasets of ``(x (C, chip, chip) float32, y (chip, chip) int64)``.
     """
-    first = next(iter(bands), None)
-    if first is None or first not in cube.data_vars:
-        missing = [b for b in bands if b not in cube.data_vars]
-        raise InvalidArgumentError(
-            f"the cube lacks the model's bands {missing or list(bands)}; it has {sorted(map(str, cube.data_vars))}."
-        )
-    labels = rasterize_labels(outlines, cube[first])
+    if not bands or not cube.data_vars:
+        raise InvalidArgumentError("training needs at least one band, and a cube holding it.")
+    # labels need only the grid; ChipDataset reports bands the cube lacks (MissingBandError)
+    labels = rasterize_labels(outlines, cube[next(iter(cube.data_vars))])
     if not labels.values.any():
         raise InvalidArgumentError(
             "no glacier outline falls on the cube's grid: check that the outlines cover the bbox "
