@@ -1,33 +1,82 @@
-"""Benchmark the whole `glacierxr inventory` run on a synthetic region with 1 and 2 workers.
+"""Benchmark the whole `glacierxr inventory` run, or the attribute step alone in glaciers/s.
 
     python benchmarks/bench_inventory.py [--size 4096] [--model band-ratio|PATH] [--workers 1,2]
+    python benchmarks/bench_inventory.py --mode glaciers [--glaciers 3000] [--repeat 3]
 
-Writes (or reuses) the seeded region of bench_cube.py, serves it with the local STAC API and
-runs search -> cube -> predict -> Zarr -> outlines -> inventory -> quicklook on a LocalCluster
-of N single-threaded worker processes. Prints wall time and km^2/s (grid area / wall time) per
-worker count, and the stage timings from the manifest. Compare ratios: the machine is shared.
+``--mode pipeline`` (default) writes (or reuses) the seeded region of bench_cube.py, serves it
+with the local STAC API and runs search -> cube -> predict -> Zarr -> outlines -> inventory ->
+quicklook on a LocalCluster of N single-threaded worker processes. Prints wall time and km^2/s
+(grid area / wall time) per worker count, and the stage timings from the manifest.
+
+``--mode glaciers`` times ``gx.inventory`` alone on one in-memory tile, as a tile worker runs
+it: :func:`glacierxr.testing.glaciers.many_glaciers` (log-normal areas, median 0.2 km², 10 m
+UTM grid, NumPy-backed DEM and probability), in this one thread. It prints glaciers/s of the
+batched path (what ``inventory`` does for in-memory inputs) and of the one-glacier-at-a-time
+path it replaced, both in wall and in CPU time (CPU time is steadier on a shared machine), the
+best of ``--repeat`` runs, interleaved, and the ratio; it also checks the two give identical
+attributes. Compare ratios: the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from glacierxr.pipeline import run_inventory
-from glacierxr.stac_server import serve
-from glacierxr.synthetic import make_region
+
+def bench_glaciers(n: int, repeat: int) -> None:
+    """glaciers/s of the batched and of the one-by-one inventory on one in-memory tile."""
+    import pandas as pd
+
+    from glacierxr.testing.glaciers import many_glaciers
+
+    inv = importlib.import_module("glacierxr.inventory")  # the module; gx.inventory is the function
+    t0 = time.perf_counter()
+    outlines, dem, prob = many_glaciers(n)
+    print(f"many_glaciers({n}): {time.perf_counter() - t0:.1f} s, DEM {dem.shape[0]} x {dem.shape[1]} px at 10 m, "
+          f"median area {outlines.area.median() / 1e6:.3f} km^2, {(outlines.area > 1e6).mean():.0%} > 1 km^2")
+    kw = dict(probability=prob, date="2021-08-01", dem_source="synthetic")
+    best: dict[bool, tuple[float, float]] = {}
+    results = {}
+    for _ in range(repeat):
+        for batched in (True, False):
+            w0, c0 = time.perf_counter(), time.process_time()
+            results[batched] = inv._inventory(outlines, dem, batched=batched, **kw)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            b = best.get(batched, (float("inf"), float("inf")))
+            best[batched] = (min(b[0], wall), min(b[1], cpu))
+    for batched, label in ((False, "one by one (old)"), (True, "batched (new)")):
+        wall, cpu = best[batched]
+        print(f"{label:17s}: {n / wall:7.0f} glaciers/s wall, {n / cpu:7.0f} glaciers/s CPU  "
+              f"({wall:.2f} s wall, {cpu:.2f} s CPU, best of {repeat})")
+    print(f"ratio new/old: {best[False][0] / best[True][0]:.2f}x wall, {best[False][1] / best[True][1]:.2f}x CPU")
+    pd.testing.assert_frame_equal(results[True], results[False], check_exact=True)
+    print("attributes identical: yes")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("pipeline", "glaciers"), default="pipeline")
+    p.add_argument("--glaciers", type=int, default=3000, help="--mode glaciers: number of glaciers")
+    p.add_argument("--repeat", type=int, default=3, help="--mode glaciers: runs of each path (best is kept)")
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--model", default="band-ratio")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--chunk", type=int, default=2048)
     args = p.parse_args()
+    if args.mode == "glaciers":
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GDAL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")  # one thread, like a single-threaded tile worker
+        bench_glaciers(args.glaciers, args.repeat)
+        return
+    from glacierxr.pipeline import run_inventory
+    from glacierxr.stac_server import serve
+    from glacierxr.synthetic import make_region
+
     workdir = Path(f"/tmp/glacierxr-bench-{args.size}")
     marker = workdir / "region.json"
     if not marker.exists():

@@ -10,7 +10,7 @@
 (d) dask.distributed LocalCluster(2 workers x 1 thread) vs the threaded scheduler.
 
 Ratios, not absolute seconds, are what to compare: the machines are shared and noisy. Mpx/s and
-km^2/s (10 m pixels) are printed for scale. With a GPU (``--device cuda``) it also prints tiles/s
+km^2/s (10 m pixels) are printed for scale. With a GPU (``--device cuda``) it also prints windows/s
 and the fraction of the GPU's bf16 peak that the model's FLOPs reach (``--peak-tflops``).
 """
 
@@ -43,7 +43,7 @@ def lazy_cube(size: int, chunks: int = 2048, seed: int = 0) -> xr.Dataset:
     return xr.Dataset(data, coords={"y": 5.0 + 10 * np.arange(size)[::-1], "x": 5.0 + 10 * np.arange(size)})
 
 
-def plain_loop(cube: xr.Dataset, model, tile: int, batch_size: int, device: str) -> float:
+def plain_loop(cube: xr.Dataset, model, window: int, batch_size: int, device: str) -> float:
     """The same windows through the same model in a plain batched torch loop (overlap 0)."""
     t0 = time.perf_counter()
     x = np.stack([cube[b].values for b in model.bands]).astype(np.float32)
@@ -51,14 +51,14 @@ def plain_loop(cube: xr.Dataset, model, tile: int, batch_size: int, device: str)
     x = np.nan_to_num((x - stats[:, 0, None, None]) / stats[:, 1, None, None])
     h, w = x.shape[1:]
     out = np.empty((h, w), np.float32)
-    origins = [(y, x0) for y in window_starts(h, tile, tile) for x0 in window_starts(w, tile, tile)]
+    origins = [(y, x0) for y in window_starts(h, window, window) for x0 in window_starts(w, window, window)]
     with torch.inference_mode():
         for i in range(0, len(origins), batch_size):
             batch = origins[i : i + batch_size]
-            t = torch.from_numpy(np.stack([x[:, y : y + tile, x0 : x0 + tile] for y, x0 in batch])).to(device)
+            t = torch.from_numpy(np.stack([x[:, y : y + window, x0 : x0 + window] for y, x0 in batch])).to(device)
             p = torch.softmax(model(t), 1)[:, 1].cpu().numpy()
             for (y, x0), pi in zip(batch, p):
-                out[y : y + tile, x0 : x0 + tile] = pi
+                out[y : y + window, x0 : x0 + window] = pi
     return time.perf_counter() - t0
 
 
@@ -76,14 +76,14 @@ def rate(seconds: float, size: int) -> str:
     return f"{mpx / seconds:6.2f} Mpx/s  {mpx * 100 / seconds:7.1f} km^2/s"
 
 
-def scaling_child(size: int, preset: str, tile: int, overlap: int) -> None:
+def scaling_child(size: int, preset: str, window: int, overlap: int) -> None:
     """Run in a fresh process: predict SIZE^2 from a lazy cube into Zarr; print time and peak RSS."""
     torch.manual_seed(0)
     model = gx.models.create("lgt-lgcb", bands=BANDS, preset=preset).eval()
     cube = lazy_cube(size, chunks=1024)  # the same chunk size for both sizes: same parallel working set
     with tempfile.TemporaryDirectory() as tmp, dask.config.set(scheduler="threads"):
         t0 = time.perf_counter()
-        cube.glacier.predict(model, tile=tile, overlap=overlap, chunks=1024).glacier.to_zarr(f"{tmp}/p.zarr")
+        cube.glacier.predict(model, window=window, overlap=overlap, chunks=1024).glacier.to_zarr(f"{tmp}/p.zarr")
         seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -92,7 +92,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small")
     p.add_argument("--size", type=int, default=4096)
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--window", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--parts", default="a,b,c,d")
     p.add_argument("--device", default="auto")
@@ -101,37 +101,37 @@ def main() -> None:
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        scaling_child(args.child, args.preset, args.tile, 64)
+        scaling_child(args.child, args.preset, args.window, 64)
         return
     parts = set(args.parts.split(","))
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     torch.manual_seed(0)
     model = gx.models.create("lgt-lgcb", bands=BANDS, preset=args.preset).eval().to(device)
-    size, tile = args.size, args.tile
-    print(f"lgt-lgcb/{args.preset} on {device}, tile {tile}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    size, window = args.size, args.window
+    print(f"lgt-lgcb/{args.preset} on {device}, window {window}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
 
     if parts & {"a", "b"}:
         cube = lazy_cube(size).persist()
-        cube.glacier.predict(model, tile=tile, overlap=0, device=device, batch_size=args.batch_size).values  # warm-up
+        cube.glacier.predict(model, window=window, overlap=0, device=device, batch_size=args.batch_size).values  # warm-up
     if "a" in parts:
-        t_plain = timed(lambda: plain_loop(cube, model, tile, args.batch_size, device), args.repeat)
-        t_pred = timed(lambda: cube.glacier.predict(model, tile=tile, overlap=0, device=device,
+        t_plain = timed(lambda: plain_loop(cube, model, window, args.batch_size, device), args.repeat)
+        t_pred = timed(lambda: cube.glacier.predict(model, window=window, overlap=0, device=device,
                                                     batch_size=args.batch_size).values, args.repeat)
-        tiles = len(window_starts(size, tile, tile)) ** 2
-        print(f"(a) plain loop {t_plain:6.2f} s  {rate(t_plain, size)}  {tiles / t_plain:.2f} tiles/s")
-        print(f"    predict    {t_pred:6.2f} s  {rate(t_pred, size)}  {tiles / t_pred:.2f} tiles/s")
+        windows = len(window_starts(size, window, window)) ** 2
+        print(f"(a) plain loop {t_plain:6.2f} s  {rate(t_plain, size)}  {windows / t_plain:.2f} windows/s")
+        print(f"    predict    {t_pred:6.2f} s  {rate(t_pred, size)}  {windows / t_pred:.2f} windows/s")
         print(f"    overhead ratio predict / plain = {t_pred / t_plain:.3f}  (target <= 1.10)")
         if device.startswith("cuda") and args.peak_tflops:
             from torch.utils.flop_counter import FlopCounterMode
 
             with FlopCounterMode(display=False) as fc, torch.inference_mode():
-                model(torch.zeros(1, len(BANDS), tile, tile, device=device))
-            achieved = fc.get_total_flops() * tiles / t_pred / 1e12
+                model(torch.zeros(1, len(BANDS), window, window, device=device))
+            achieved = fc.get_total_flops() * windows / t_pred / 1e12
             print(f"    {achieved:.1f} TFLOP/s = {achieved / args.peak_tflops:.1%} of bf16 peak")
     if "b" in parts:
         base = None
         for overlap in (0, 32, 64, 128):
-            t = timed(lambda: cube.glacier.predict(model, tile=tile, overlap=overlap, device=device,
+            t = timed(lambda: cube.glacier.predict(model, window=window, overlap=overlap, device=device,
                                                    batch_size=args.batch_size).values, args.repeat)
             base = base or t
             print(f"(b) overlap {overlap:3d}: {t:6.2f} s  ratio {t / base:.2f}  {rate(t, size)}")
@@ -139,7 +139,7 @@ def main() -> None:
         res = {}
         for s in (size // 2, size):
             out = subprocess.run([sys.executable, __file__, "--child", str(s), "--preset", args.preset,
-                                  "--tile", str(tile)], capture_output=True, text=True, check=True)
+                                  "--window", str(window)], capture_output=True, text=True, check=True)
             res[s] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"(c) {s}^2: {res[s]['seconds']:6.2f} s  peak RSS {res[s]['peak_rss_mb']:.0f} MB  {rate(res[s]['seconds'], s)}")
         small, large = res[size // 2], res[size]
@@ -149,11 +149,11 @@ def main() -> None:
         from distributed import Client, LocalCluster
 
         lazy = lazy_cube(size)
-        t_threads = timed(lambda: lazy.glacier.predict(model, tile=tile, overlap=64).sum().compute(scheduler="threads"), 1)
+        t_threads = timed(lambda: lazy.glacier.predict(model, window=window, overlap=64).sum().compute(scheduler="threads"), 1)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
                 Client(cluster) as client:
-            lazy.glacier.predict(model, tile=tile, overlap=64, chunks=1024).sum().compute()  # warm-up: load weights
-            t_dist = timed(lambda: client.compute(lazy.glacier.predict(model, tile=tile, overlap=64).sum()).result(), 1)
+            lazy.glacier.predict(model, window=window, overlap=64, chunks=1024).sum().compute()  # warm-up: load weights
+            t_dist = timed(lambda: client.compute(lazy.glacier.predict(model, window=window, overlap=64).sum()).result(), 1)
         print(f"(d) threaded {t_threads:6.2f} s  LocalCluster(2x1) {t_dist:6.2f} s  ratio {t_dist / t_threads:.2f}")
 
 

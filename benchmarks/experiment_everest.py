@@ -93,7 +93,7 @@ def main() -> None:
                    cache=True, device="auto", overwrite=True, progress=False)
         best = gm.load(ckpt)
         t0 = time.perf_counter()
-        prob = test.glacier.predict(best, tile=128, overlap=32).compute()
+        prob = test.glacier.predict(best, window=128, overlap=32).compute()
         scores = gx.evaluate(prob, outlines)
         rows.append({"model": name, "params_m": sum(p.numel() for p in best.parameters()) / 1e6,
                      "s_per_epoch": float(np.mean([h["seconds"] for h in hist])),

@@ -127,7 +127,7 @@ debris = debris_on_grid(test_region, test_cube["B02"])
 rows = []
 for name, m in [("band-ratio", gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])),
                 (f"{MODEL} tiny", gx.models.load(checkpoint))]:
-    prob = test_cube.glacier.predict(m, tile=128, overlap=32).compute()
+    prob = test_cube.glacier.predict(m, window=128, overlap=32).compute()
     s = gx.evaluate(prob, truth, objects=False)
     rows.append((name, s["oa"], s["f1"]["glacier"], s["iou"]["glacier"], s["miou"],
                  float((prob.values[debris] >= 0.5).mean()) if debris.any() else float("nan")))

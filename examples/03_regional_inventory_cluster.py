@@ -54,7 +54,9 @@ RUN = OUT / "inventory"
 # ## The region and its STAC API
 #
 # A 768 x 768 px (59 km²) synthetic region, served on localhost. The server stays up for
-# the whole example because every run searches it again.
+# the whole example because every run searches it again. The run cuts it into production tiles
+# of 2.5 km (a real range uses the default 100 km): each tile is one Dask task that builds and
+# computes its own small graph, and glaciers cut by tile borders are merged into one polygon.
 
 # %%
 if __name__ == "__main__":
@@ -71,13 +73,14 @@ if __name__ == "__main__":
     # The run's parameters. A resumed run must use the same ones (the folder's run.json records
     # them); glacierxr refuses to mix two runs in one folder.
     params = dict(bbox=region.bbox, datetime=region.datetime, out=RUN, model="band-ratio",
-                  chunk=256, tile=256, overlap=32, min_area_km2=0.05)
+                  tile_km=2.5, margin_km=0.5, chunk=256, window=256, overlap=32, min_area_km2=0.05)
+
 
 # %% [markdown]
 # ## First run: a LocalCluster of 2 worker processes
 #
 # `workers=2` starts a LocalCluster for the run and stops it at the end. The progress bar
-# counts chunks and km²/s. `overwrite=True` replaces what an earlier run of this example left.
+# counts tiles, km² and km²/s. `overwrite=True` replaces what an earlier run of this example left.
 
 # %%
 if __name__ == "__main__":
@@ -104,10 +107,10 @@ if __name__ == "__main__":
 # ## Resume, on a cluster given by its address
 #
 # Here we start a LocalCluster ourselves and pass its scheduler address: the same call works
-# with the address of any Dask cluster. The raster in `RUN` is already complete, so nothing
-# is predicted again; the derived outputs (outlines, inventory, quicklook, manifest) are
-# rewritten and are identical. After a crash, the same call would compute the missing
-# chunks only.
+# with the address of any Dask cluster. Every tile in `RUN` is already done (its ledger entry
+# `tiles/<id>/done.json` exists), so no tile runs again; the merged outputs (outlines,
+# inventory, quicklook, manifest) are rewritten and are identical. After a crash, the same
+# call would run the unfinished tiles only.
 
 # %%
 if __name__ == "__main__":
@@ -116,7 +119,7 @@ if __name__ == "__main__":
         again = gx.run_inventory(url, **params, scheduler=cluster.scheduler_address, resume=True)
         resume_s = time.perf_counter() - t
     print(f"resumed run: {again['glaciers']} glaciers in {resume_s:.1f} s "
-          f"(predict {again['timings_s']['predict_s']:.2f} s, first run {manifest['timings_s']['predict_s']:.2f} s)")
+          f"(tiles {again['timings_s']['tiles_s']:.2f} s, first run {manifest['timings_s']['tiles_s']:.2f} s)")
     assert again["glaciers"] == manifest["glaciers"]
     servers.close()  # stop the STAC API
 
@@ -128,7 +131,7 @@ if __name__ == "__main__":
 # ```bash
 # glacierxr inventory --stac earth-search --bbox 86.80 27.90 86.95 28.02 \
 #     --datetime 2023-07-15/2023-09-30 --max-cloud 20 --model band-ratio --out khumbu --workers 4
-# glacierxr inventory ... --resume          # after a crash: only the missing chunks run
+# glacierxr inventory ... --resume          # after a crash: only the unfinished tiles run
 # ```
 #
 # An existing cluster, by its scheduler address:
@@ -161,10 +164,11 @@ if __name__ == "__main__":
 #                  scheduler=cluster.scheduler_address)
 # ```
 #
-# `unit_chunks=N` submits the region N chunks at a time, which keeps very large regions
-# (thousands of km²) within what a Dask scheduler handles comfortably.
+# Whatever the size of the region, the scheduler sees one task per tile and at most
+# `max_in_flight` of them at a time (twice the worker threads by default); `glacierxr plan`
+# shows the tiles, zones and task counts of a region before anything is read.
 
 # %%
 if __name__ == "__main__":
-    print("manifest ", json.dumps({k: manifest[k] for k in ("grid", "km2_processed", "glaciers")}))
+    print("manifest ", json.dumps({k: manifest[k] for k in ("plan", "km2_processed", "glaciers")}))
     print(f"done in {time.perf_counter() - t0:.1f} s")

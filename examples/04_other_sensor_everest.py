@@ -132,7 +132,7 @@ checkpoint = OUT / "deeplabv3plus-everest.pt"
 history = fit(west, outlines, model, out=checkpoint, epochs=EPOCHS, chip=64, batch_size=8, lr=3e-3, seed=0,
               cache=True, overwrite=True, progress=False)
 print(f"trained  {len(history)} epochs, best validation mIoU {max(h['miou'] or 0 for h in history):.3f}")
-prob = east.glacier.predict(gx.models.load(checkpoint), tile=128, overlap=32).compute()
+prob = east.glacier.predict(gx.models.load(checkpoint), window=128, overlap=32).compute()
 learned = gx.evaluate(prob, outlines)
 prob.glacier.to_zarr(OUT / "east_probability.zarr", mode="w")
 quicklook(east, OUT / "east_outlines.png", outlines=prob.glacier.outlines(min_area_km2=0.1))

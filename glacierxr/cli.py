@@ -70,32 +70,102 @@ def stac_serve(folder: Path) -> None:
             pass
 
 
+def _region_options(f):
+    """``--bbox W S E N`` or ``--aoi FILE`` (+ ``--buffer-km``), tiles and resolution: shared by plan and inventory."""
+    for option in reversed((
+        click.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N", help="Region in degrees."),
+        click.option("--aoi", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Region as a vector file (RGI outlines, a mountain-range polygon; any format GDAL reads)."),
+        click.option("--buffer-km", default=0.0, show_default=True, help="Grow the AOI by this distance."),
+        click.option("--tile-km", default=100.0, show_default=True, help="Production tile size (nests in 100 km)."),
+        click.option("--margin-km", default=2.0, show_default=True, help="Margin predicted around each tile."),
+        click.option("--resolution", default=10.0, show_default=True, help="Pixel size in metres."),
+    )):
+        f = option(f)
+    return f
+
+
+def _region(bbox, aoi):
+    from glacierxr.errors import InvalidArgumentError
+
+    if (bbox is None) == (aoi is None):
+        raise InvalidArgumentError("Pass the region as either --bbox W S E N or --aoi FILE.")
+    return bbox, aoi
+
+
+@main.command("plan")
+@click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
+@_region_options
+@click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window, e.g. 2023-07-15/2023-09-30.")
+@click.option("--sensors", default="sentinel-2,dem", show_default=True, help="Comma-separated sensors to search.")
+@click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
+@click.option("--chunk", default=2048, show_default=True, help="Chunk size in pixels inside a tile.")
+@click.option("--max-items", type=int, default=None, help="Cap on items per sensor (default: every item; a hit cap warns).")
+@click.option("--workers", default=4, show_default=True, help="Workers for the run-time estimate.")
+@click.option("--throughput", default=None, type=float,
+              help="km²/s per worker for the estimate (default 5; a run measures it: manifest.json km2_per_s).")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plan.png"),
+              show_default=True, help="PNG map of the tiles over the AOI.")
+@click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object (tiles, epsg, km2, items, max_tasks_per_tile, tile_km).")
+def plan_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, datetime_, sensors, max_cloud, chunk,
+                 max_items, workers, throughput, map_path, as_json) -> None:
+    """Plan a regional run: tiles, zones, items and task counts; no pixel is read."""
+    from glacierxr.plan import plan_region
+
+    bbox, aoi = _region(bbox, aoi)
+    plan = plan_region(stac, aoi=bbox if bbox is not None else aoi, datetime=datetime_, tile_km=tile_km,
+                       margin_km=margin_km, buffer_km=buffer_km, resolution=resolution, chunk=chunk,
+                       sensors=tuple(s.strip() for s in sensors.split(",") if s.strip()), max_cloud=max_cloud,
+                       max_items=max_items)
+    summary = plan.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    rate = throughput or 5.0
+    seconds = plan.estimate_s(workers, rate)
+    click.echo(f"tiles      {summary['tiles']} of {tile_km:g} km (+{margin_km:g} km margin) at {resolution:g} m, "
+               f"UTM EPSG {', '.join(map(str, summary['epsg']))}")
+    click.echo(f"area       {summary['km2']:,.0f} km² owned by the tiles")
+    click.echo("items      " + ", ".join(f"{k}: {v}" for k, v in summary["items_per_sensor"].items())
+               + f" (search {summary['search_s']:.1f} s)")
+    click.echo(f"per tile   <= {summary['max_items_per_tile']} items, {summary['chunks_per_tile']} chunks, "
+               f"<= {summary['max_tasks_per_tile']:,} tasks in its graph")
+    click.echo(f"estimate   {seconds / 3600:,.2f} h on {workers} workers at {rate:g} km²/s per worker"
+               + ("" if throughput else " (pass --throughput with your measured km²/s per worker)"))
+    click.echo(f"map        {plan.write_map(map_path)}")
+
+
 @main.command("inventory")
 @click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
-@click.option("--bbox", nargs=4, type=float, required=True, metavar="W S E N", help="Region in degrees.")
+@_region_options
 @click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window, e.g. 2023-07-15/2023-09-30.")
 @click.option("--model", default="band-ratio", show_default=True, help="band-ratio or a checkpoint path.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--workers", type=int, default=None, help="Start a LocalCluster with N worker processes.")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler.")
-@click.option("--chunk", default=2048, show_default=True, help="Chunk size in pixels.")
-@click.option("--tile", default=512, show_default=True)
-@click.option("--overlap", default=64, show_default=True)
+@click.option("--chunk", default=2048, show_default=True, help="Chunk size in pixels inside a tile.")
+@click.option("--window", default=512, show_default=True, help="Prediction window in pixels.")
+@click.option("--tile", type=int, default=None, hidden=True, help="Deprecated name of --window.")
+@click.option("--overlap", default=64, show_default=True, help="Pixels shared by neighbouring windows.")
 @click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
-@click.option("--min-area", "min_area_km2", default=0.05, show_default=True, help="Smallest glacier kept (km²).")
-@click.option("--unit-chunks", type=int, default=1024, show_default=True, help="Work units: chunks submitted to Dask at once.")
+@click.option("--min-area", "min_area_km2", default=0.05, show_default=True, help="Smallest glacier kept (km², geodesic).")
+@click.option("--max-in-flight", type=int, default=None, help="Tiles submitted at a time (default: 2 per worker thread).")
+@click.option("--no-quicklook", is_flag=True, help="Skip quicklook.png.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace what is in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages.")
-def inventory_command(stac, bbox, datetime_, model, out_dir, workers, scheduler, chunk, tile, overlap, max_cloud,
-                      min_area_km2, unit_chunks, resume, overwrite, quiet) -> None:
-    """Produce the glacier inventory of a region: Zarr, outlines, inventory, quicklook, manifest."""
+def inventory_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, datetime_, model, out_dir, workers,
+                      scheduler, chunk, window, tile, overlap, max_cloud, min_area_km2, max_in_flight, no_quicklook,
+                      resume, overwrite, quiet) -> None:
+    """Produce the glacier inventory of a region, tile by tile: outlines, inventory, tiles, quicklook, manifest."""
     from glacierxr.pipeline import run_inventory
 
-    run_inventory(stac, bbox=bbox, datetime=datetime_, out=out_dir, model=model, workers=workers,
-                  scheduler=scheduler, chunk=chunk, tile=tile, overlap=overlap, max_cloud=max_cloud,
-                  min_area_km2=min_area_km2, unit_chunks=unit_chunks, resume=resume, overwrite=overwrite,
-                  quiet=quiet, echo=click.echo)
+    bbox, aoi = _region(bbox, aoi)
+    run_inventory(stac, bbox=bbox, aoi=aoi, buffer_km=buffer_km, datetime=datetime_, out=out_dir, model=model,
+                  workers=workers, scheduler=scheduler, tile_km=tile_km, margin_km=margin_km, resolution=resolution,
+                  chunk=chunk, window=_window_option(window, tile), overlap=overlap, max_cloud=max_cloud,
+                  min_area_km2=min_area_km2, max_in_flight=max_in_flight, quicklook=not no_quicklook, resume=resume,
+                  overwrite=overwrite, quiet=quiet, echo=click.echo)
 
 
 @main.command()
@@ -171,7 +241,23 @@ def _parse_bands(value: str) -> tuple[str, ...]:
     return tuple(b.strip() for b in value.split(",") if b.strip())
 
 
+def _window_option(window: int, tile: int | None) -> int:
+    """``--window``, or its deprecated alias ``--tile`` (a warning on stderr); never both."""
+    from click.core import ParameterSource
+
+    from glacierxr.errors import InvalidArgumentError
+
+    if tile is None:
+        return window
+    if click.get_current_context().get_parameter_source("window") is not ParameterSource.DEFAULT:
+        raise InvalidArgumentError("--tile is the deprecated name of --window; pass only --window.")
+
+    click.echo("warning: --tile is deprecated, use --window", err=True)
+    return tile
+
+
 _STAC = click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
+
 _BBOX = click.option("--bbox", nargs=4, type=float, required=True, metavar="W S E N", help="Region in degrees.")
 _DATETIME = click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window.")
 
@@ -232,18 +318,20 @@ def train_command(stac, bbox, datetime_, outlines, arch, preset, bands, epochs, 
 @click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
 @click.option("--resolution", default=10.0, show_default=True)
 @click.option("--chunk", default=1024, show_default=True)
-@click.option("--tile", default=512, show_default=True)
+@click.option("--window", default=512, show_default=True, help="Prediction window side in pixels.")
+@click.option("--tile", type=int, default=None, hidden=True, help="Deprecated alias of --window.")
 @click.option("--overlap", default=64, show_default=True)
 @click.option("--max-cloud", type=float, default=None)
-def evaluate_command(stac, bbox, datetime_, model, reference, as_json, resolution, chunk, tile, overlap,
+def evaluate_command(stac, bbox, datetime_, model, reference, as_json, resolution, chunk, window, tile, overlap,
                      max_cloud) -> None:
     """Map glaciers with a model and score the map against reference outlines (OA, F1, IoU, mIoU, boundaries)."""
     import glacierxr as gx
     from glacierxr.pipeline import _model
 
+    window = _window_option(window, tile)
     the_model = _model(model)
     cube = _cube_for(stac, bbox, datetime_, the_model.bands, max_cloud, resolution, chunk)
-    prob = cube.glacier.predict(the_model, tile=min(tile, chunk), overlap=overlap)
+    prob = cube.glacier.predict(the_model, window=min(window, chunk), overlap=overlap)
     scores = gx.evaluate(prob, reference)
     if as_json:
         click.echo(json.dumps(scores, indent=1))

@@ -183,9 +183,10 @@ def _normalise(item: pystac.Item, spec: _sensors.SensorSpec) -> tuple[pystac.Ite
 def plan_cube(
     items: Mapping[str, Iterable[pystac.Item]] | Iterable[pystac.Item],
     *,
-    bbox: Sequence[float],
+    bbox: Sequence[float] | None = None,
     resolution: float = 10.0,
     crs: object = None,
+    grid: Grid | None = None,
 ) -> CubePlan:
     """Decide the grid and the assets of every sensor, without reading a pixel.
 
@@ -200,6 +201,9 @@ def plan_cube(
         Pixel size in metres.
     crs
         Output CRS; the UTM zone of the bbox centre by default.
+    grid
+        An exact output grid instead of ``bbox``/``resolution``/``crs`` (e.g. a production
+        tile's, :attr:`glacierxr.tiles.Tile.grid`).
 
     Returns
     -------
@@ -213,7 +217,7 @@ def plan_cube(
         On items no sensor recognises, items that cannot be placed on a map grid, or items
         lacking a required band.
     """
-    grid = grid_from_bbox(bbox, resolution=resolution, crs=crs)
+    grid = _the_grid(bbox, resolution, crs, grid)
     groups = _group(items)
     if not groups:
         raise MissingBandError("No STAC items were given; search first, e.g. gx.search(url, bbox=..., datetime=...).")
@@ -229,10 +233,20 @@ def plan_cube(
     return CubePlan(grid, plans)
 
 
+def _the_grid(bbox, resolution, crs, grid: Grid | None) -> Grid:
+    if grid is not None:
+        if bbox is not None:
+            raise GridError("Pass either bbox= (with resolution= and crs=) or grid=, not both.")
+        return grid
+    if bbox is None:
+        raise GridError("Pass bbox=(west, south, east, north) in degrees, or an exact grid=.")
+    return grid_from_bbox(bbox, resolution=resolution, crs=crs)
+
+
 # ----------------------------------------------------------------------------- stacking
 
 
-def _stack(plan: SensorPlan, grid: Grid, chunks: int, env: ReadEnv) -> xr.DataArray:
+def _stack(plan: SensorPlan, grid: Grid, chunks: int, env: ReadEnv, reader: type | None = None) -> xr.DataArray:
     import stackstac
     from rasterio.enums import Resampling
 
@@ -258,7 +272,7 @@ def _stack(plan: SensorPlan, grid: Grid, chunks: int, env: ReadEnv) -> xr.DataAr
         band_coords=False,
         sortby_date="asc",
         errors_as_nodata=(),  # never turn a failed read into fill values: AlignedReader retries, then raises
-        reader=READER,
+        reader=reader or READER,
         gdal_env=env.with_labels(labels),
     )
     if arr.shape[-2:] != grid.shape:
@@ -354,9 +368,10 @@ def _composite(arr: xr.DataArray, method: str) -> xr.DataArray:
     )
 
 
-def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str, env: ReadEnv) -> dict[str, xr.DataArray]:
+def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str, env: ReadEnv,
+                      reader: type | None = None) -> dict[str, xr.DataArray]:
     spec = plan.sensor
-    arr = _physical(_stack(plan, grid, chunks, env), plan)
+    arr = _physical(_stack(plan, grid, chunks, env, reader), plan)
     if spec.mask is not None:
         ok = _valid(arr.sel(band=spec.mask.band.name), spec.mask)
         arr = arr.sel(band=list(spec.band_names)).where(ok)
@@ -379,13 +394,15 @@ def _first_valid(arr: xr.DataArray) -> xr.DataArray:
 def open_cube(
     items: Mapping[str, Iterable[pystac.Item]] | Iterable[pystac.Item],
     *,
-    bbox: Sequence[float],
+    bbox: Sequence[float] | None = None,
     resolution: float = 10.0,
     crs: object = None,
     chunks: int = 2048,
     composite: str = "median",
     indices: bool = True,
     retry: RetryPolicy | None = None,
+    grid: Grid | None = None,
+    reader: type | None = None,
 ) -> xr.Dataset:
     """Stack STAC items lazily onto one grid and composite them into a glacier-mapping datacube.
 
@@ -411,6 +428,11 @@ def open_cube(
         How reads retry transient failures (HTTP 5xx, reset connections, timeouts): GDAL's
         per-request retries and glacierxr's per-chunk attempts with backoff. The default
         :class:`RetryPolicy` suits cloud object stores; see :func:`gdal_env`.
+    grid
+        An exact output grid instead of ``bbox``/``resolution``/``crs`` (a production tile's).
+    reader
+        The stackstac ``Reader`` class (:class:`~glacierxr.reader.AlignedReader` by default); a
+        dry run passes one that generates pixels (:mod:`glacierxr.testing.generated`).
 
     Returns
     -------
@@ -435,12 +457,12 @@ def open_cube(
         raise GridError(f"composite={composite!r} is not supported; use one of {sorted(_REDUCERS)}.")
     if not (isinstance(chunks, int | np.integer) and chunks > 0):
         raise GridError(f"chunks={chunks!r} must be a positive number of pixels, e.g. 2048.")
-    plan = plan_cube(items, bbox=bbox, resolution=resolution, crs=crs)
+    plan = plan_cube(items, bbox=bbox, resolution=resolution, crs=crs, grid=grid)
     grid = plan.grid
     env = gdal_env(retry)
     data_vars: dict[str, xr.DataArray] = {}
     for sensor_plan in plan.sensors.values():
-        data_vars.update(_sensor_variables(sensor_plan, grid, int(chunks), composite, env))
+        data_vars.update(_sensor_variables(sensor_plan, grid, int(chunks), composite, env, reader))
     ds = xr.Dataset(data_vars)
     if indices:
         ds = add_indices(ds)

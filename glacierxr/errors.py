@@ -30,6 +30,8 @@ __all__ = [
     "OptionalDependencyError",
     "ServerError",
     "AssetReadError",
+    "GlacierxrWarning",
+    "SearchLimitWarning",
 ]
 
 
@@ -129,3 +131,15 @@ class AssetReadError(GlacierxrError, OSError):
     attempts: int = 0
     transient: bool = False
     label: str = ""
+
+
+class GlacierxrWarning(UserWarning):
+    """Base class of every warning glacierxr issues on purpose."""
+
+
+class SearchLimitWarning(GlacierxrWarning):
+    """A STAC search stopped at the caller's ``max_items`` while more items matched.
+
+    The message names the sensor, the collection, the limit and how to lift it
+    (``max_items=None`` pages to the end).
+    """

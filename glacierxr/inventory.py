@@ -71,7 +71,12 @@ Provenance: ``src_date``, ``dem_source``, ``mean_probability``
 
 Limits: polygons crossing the antimeridian must be split first (as RGI does). Memory: the DEM is
 read one glacier window at a time (``.isel(...).values``), so a Dask-backed DEM is never loaded
-whole.
+whole. A NumPy-backed (in-memory) DEM, as a tile worker holds, takes a batched path with the
+same results, bit for bit: the glaciers whose windows start in one 2048-pixel block are
+rasterised together (a label and a count raster over the union of their windows; a glacier
+whose window holds a pixel claimed twice, i.e. overlapping outlines, is rasterised alone), the
+windows are sliced from the array without copying the DEM, the pixel sizes of all windows are
+transformed in one call, and a probability raster on the DEM's grid reuses the DEM's weights.
 
 :func:`compare_inventories` scores a new inventory against a reference one by polygon overlap,
 :func:`write_inventory` / :func:`read_inventory` write GeoParquet, GeoPackage or Shapefile
@@ -89,14 +94,16 @@ from typing import Any, Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio
 import shapely
 import xarray as xr
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
-from rasterio.features import geometry_mask
+from rasterio.enums import MergeAlg
+from rasterio.features import geometry_mask, rasterize
 from rioxarray.exceptions import MissingSpatialDimensionError
 from scipy import ndimage
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.polygon import orient
@@ -303,10 +310,29 @@ def _window(r: _Raster, bounds: tuple[float, float, float, float]) -> tuple[int,
     return r0, r1, c0, c1
 
 
-def _read_plain(r: _Raster, win: tuple[int, int, int, int]) -> np.ndarray:
-    """Window values as float64, nodata as NaN, scale/offset applied (only this window is computed)."""
+def _in_memory(r: _Raster) -> np.ndarray | None:
+    """The raster's NumPy array (a view, no copy) when it is NumPy-backed and loaded; else None.
+
+    Dask-backed and lazily loaded (file-backed) rasters give None: they are read one window at a
+    time instead, so that they are never loaded whole.
+    """
+    if r.da.chunks is not None or not getattr(r.da.variable, "_in_memory", False):
+        return None
+    arr = r.da.data
+    return arr if isinstance(arr, np.ndarray) and arr.ndim == 2 else None
+
+
+def _read_plain(r: _Raster, win: tuple[int, int, int, int], arr: np.ndarray | None = None) -> np.ndarray:
+    """Window values as float64, nodata as NaN, scale/offset applied (only this window is computed).
+
+    ``arr`` is the raster's in-memory array (:func:`_in_memory`), sliced directly when given.
+    """
     r0, r1, c0, c1 = win
-    v = np.asarray(r.da.isel({r.da.dims[0]: slice(r0, r1), r.da.dims[1]: slice(c0, c1)}).values, dtype=float)
+    # np.array copies: the NaN assignments below must never write into a float64 DEM's buffer
+    if arr is not None:
+        v = np.array(arr[r0:r1, c0:c1], dtype=float)
+    else:
+        v = np.array(r.da.isel({r.da.dims[0]: slice(r0, r1), r.da.dims[1]: slice(c0, c1)}).values, dtype=float)
     if r.nodata is not None and np.isfinite(r.nodata):
         v[v == r.nodata] = np.nan
     if r.scale != 1.0 or r.offset != 0.0:  # attributes left by open_rasterio(mask_and_scale=False)
@@ -314,9 +340,9 @@ def _read_plain(r: _Raster, win: tuple[int, int, int, int]) -> np.ndarray:
     return v
 
 
-def _read(r: _Raster, win: tuple[int, int, int, int]) -> np.ndarray:
+def _read(r: _Raster, win: tuple[int, int, int, int], arr: np.ndarray | None = None) -> np.ndarray:
     """DEM window in metres with voids as NaN: nodata, NaN, < -500 m or > 9000 m."""
-    z = _read_plain(r, win)
+    z = _read_plain(r, win, arr)
     z[(z < _MISSING_BELOW) | (z > _MISSING_ABOVE)] = np.nan
     return z
 
@@ -354,6 +380,37 @@ def _pixel_metres(r: _Raster, win: tuple[int, int, int, int]) -> tuple[np.ndarra
     return np.full(rows, dx), np.full(rows, dy), rot
 
 
+def _pixel_metres_many(
+    r: _Raster, wins: list[tuple[int, int, int, int] | None]
+) -> list[tuple[np.ndarray, np.ndarray, float] | None]:
+    """:func:`_pixel_metres` of many windows, the CRS transforms done once on arrays.
+
+    Same numbers as one :func:`_pixel_metres` call per window (pyproj computes each point
+    alike whether it comes alone or in an array); None for a None window.
+    """
+    out: list[tuple[np.ndarray, np.ndarray, float] | None] = [None] * len(wins)
+    todo = [i for i, w in enumerate(wins) if w is not None]
+    if r.crs.is_geographic or not todo:  # no transform involved: per window is as cheap
+        for i in todo:
+            out[i] = _pixel_metres(r, wins[i])  # type: ignore[arg-type]
+        return out
+    t = r.transform
+    centres = [t @ ((w[2] + w[3]) / 2, (w[0] + w[1]) / 2) for w in (wins[i] for i in todo)]  # type: ignore[index]
+    cx = np.array([c[0] for c in centres])
+    cy = np.array([c[1] for c in centres])
+    lon, lat = r.to_lonlat.transform(np.concatenate([cx, cx + t.a, cx]), np.concatenate([cy, cy, cy + t.e]))
+    lon, lat = np.reshape(lon, (3, -1)), np.reshape(lat, (3, -1))
+    _, _, dx = _WGS84.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = _WGS84.inv(lon[0], lat[0], lon[2], lat[2])
+    nx, ny = r.from_lonlat.transform(np.concatenate([lon[0], lon[0]]), np.concatenate([lat[0], lat[0] + 1e-4]))
+    m = len(todo)
+    for k, i in enumerate(todo):
+        rot = math.degrees(math.atan2(float(nx[m + k]) - float(nx[k]), float(ny[m + k]) - float(ny[k])))
+        rows = wins[i][1] - wins[i][0]  # type: ignore[index]
+        out[i] = (np.full(rows, float(dx[k])), np.full(rows, float(dy[k])), rot)
+    return out
+
+
 def _gradients(z: np.ndarray, dx_rows: np.ndarray, dy_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dz/d(east) and dz/d(north) in m/m on a north-up window (rows run north to south)."""
     if z.shape[0] < 2 or z.shape[1] < 2:
@@ -368,12 +425,16 @@ def _gradients(z: np.ndarray, dx_rows: np.ndarray, dy_rows: np.ndarray) -> tuple
 # --------------------------------------------------------------------------------------------
 
 
-def _masks(geom: Any, shape: tuple[int, int], transform: Affine) -> tuple[np.ndarray, bool]:
+def _masks(
+    geom: Any, shape: tuple[int, int], transform: Affine, inside: np.ndarray | None = None
+) -> tuple[np.ndarray, bool]:
     """Pixel weights of a glacier on a window: 1/0 by centre, or coverage fractions when small.
 
-    Returns ``(weights, by_coverage)``.
+    ``inside`` is the pixel-centre mask when already known (:func:`_centre_masks`). Returns
+    ``(weights, by_coverage)``.
     """
-    inside = geometry_mask([geom], out_shape=shape, transform=transform, invert=True)
+    if inside is None:
+        inside = geometry_mask([geom], out_shape=shape, transform=transform, invert=True)
     if inside.sum() >= MIN_CENTRE_PIXELS:
         return inside.astype(float), False
     k = _SUPERSAMPLE
@@ -383,11 +444,20 @@ def _masks(geom: Any, shape: tuple[int, int], transform: Affine) -> tuple[np.nda
     return fine.reshape(shape[0], k, shape[1], k).mean(axis=(1, 3)), True
 
 
-def _exterior_ring_pixels(geom: Any, weights: np.ndarray, transform: Affine, by_coverage: bool) -> np.ndarray:
-    """Pixels on the glacier outline (mask without holes minus its 4-neighbour erosion)."""
-    parts = geom.geoms if isinstance(geom, MultiPolygon) else [geom]
-    shells = [Polygon(p.exterior) for p in parts if not p.is_empty]
-    filled = geometry_mask(shells, out_shape=weights.shape, transform=transform, invert=True)
+def _exterior_ring_pixels(
+    geom: Any, weights: np.ndarray, transform: Affine, by_coverage: bool, inside: np.ndarray | None = None
+) -> np.ndarray:
+    """Pixels on the glacier outline (mask without holes minus its 4-neighbour erosion).
+
+    ``inside`` (the centre mask) is used as the mask without holes when the glacier is one
+    Polygon without holes: its shell is then the same ring, rasterised alike.
+    """
+    if inside is not None and isinstance(geom, Polygon) and not geom.interiors:
+        filled = inside
+    else:
+        parts = geom.geoms if isinstance(geom, MultiPolygon) else [geom]
+        shells = [Polygon(p.exterior) for p in parts if not p.is_empty]
+        filled = geometry_mask(shells, out_shape=weights.shape, transform=transform, invert=True)
     if by_coverage or not filled.any():
         filled = filled | (weights > 0)
     return filled & ~ndimage.binary_erosion(filled)
@@ -448,12 +518,31 @@ def _dem_stats(geom: Any, dem: _Raster, how: AspectMean) -> dict[str, float]:
     z = _read(dem, win)
     wt = dem.transform @ Affine.translation(win[2], win[0])
     weights, by_cov = _masks(geom, z.shape, wt)
+    return _stats(geom, z, weights, by_cov, None, wt, lambda: _pixel_metres(dem, win), how)
+
+
+def _stats(
+    geom: Any,
+    z: np.ndarray,
+    weights: np.ndarray,
+    by_cov: bool,
+    inside: np.ndarray | None,
+    wt: Affine,
+    metres: Any,
+    how: AspectMean,
+) -> dict[str, float]:
+    """The DEM attributes of one glacier from its window: elevations ``z``, pixel ``weights``.
+
+    ``metres`` is a callable returning :func:`_pixel_metres` of the window (called only when
+    the glacier has DEM values); ``inside`` the centre mask when known (see
+    :func:`_exterior_ring_pixels`).
+    """
     sel = weights > 0
     valid = sel & np.isfinite(z)
     if not valid.any():
         return dict(_NAN_ROW)
     zs, ws = z[valid], weights[valid]
-    dx, dy, rot = _pixel_metres(dem, win)
+    dx, dy, rot = metres()
     ge, gn = _gradients(z, dx, dy)
     if rot:
         c, s = math.cos(math.radians(rot)), math.sin(math.radians(rot))
@@ -461,7 +550,7 @@ def _dem_stats(geom: Any, dem: _Raster, how: AspectMean) -> dict[str, float]:
     gok = valid & np.isfinite(ge) & np.isfinite(gn)
     slope = np.degrees(np.arctan(np.hypot(ge[gok], gn[gok])))
     wg = weights[gok]
-    ring = _exterior_ring_pixels(geom, weights, wt, by_cov)
+    ring = _exterior_ring_pixels(geom, weights, wt, by_cov, None if by_cov else inside)
     low = _lowest_pixel(z, ring) or _lowest_pixel(z, valid)
     tx, ty = wt @ (low[1] + 0.5, low[0] + 0.5)  # type: ignore[index]
     return {
@@ -484,8 +573,137 @@ def _mean_in(geom: Any, r: _Raster) -> float:
         return math.nan
     v = _read_plain(r, win)
     weights, _ = _masks(geom, v.shape, r.transform @ Affine.translation(win[2], win[0]))
+    return _weighted_mean(v, weights)
+
+
+def _weighted_mean(v: np.ndarray, weights: np.ndarray) -> float:
     ok = (weights > 0) & np.isfinite(v)
     return float(np.sum(v[ok] * weights[ok]) / np.sum(weights[ok])) if ok.any() else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# batched sampling of in-memory rasters (the fast path)
+# --------------------------------------------------------------------------------------------
+
+_BLOCK = 2048
+"""Glaciers are rasterised together in groups whose windows start in one block of this many
+pixels square, so the label rasters stay small (tens of MB) whatever the size of the DEM."""
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """One glacier on one raster: its window, window transform, pixel weights, centre mask."""
+
+    win: tuple[int, int, int, int]
+    transform: Affine
+    weights: np.ndarray
+    by_coverage: bool
+    inside: np.ndarray
+
+
+def _geojson(geom: Any) -> dict[str, Any]:
+    """GeoJSON mapping of a (Multi)Polygon for rasterio, its coordinates read as arrays.
+
+    The same coordinates as shapely's ``__geo_interface__`` (so the same rasterisation),
+    without its per-vertex Python iteration.
+    """
+    if isinstance(geom, MultiPolygon):
+        return {"type": "MultiPolygon", "coordinates": [_geojson(p)["coordinates"] for p in geom.geoms]}
+    rings = (geom.exterior, *geom.interiors)
+    return {"type": "Polygon", "coordinates": [shapely.get_coordinates(r).tolist() for r in rings]}
+
+
+def _centre_masks(
+    geoms: np.ndarray, r: _Raster
+) -> tuple[list[tuple[int, int, int, int] | None], list[np.ndarray | None]]:
+    """Windows and pixel-centre masks of many glaciers from one rasterisation per block.
+
+    The glaciers whose windows start in one :data:`_BLOCK` are burnt together into a label
+    raster (value = position in the group + 1) and a count raster (how many glaciers claim
+    each pixel), both on the union of their windows, which is the DEM grid shifted by whole
+    pixels. A glacier's mask is where the label is its own. Where its window holds a pixel
+    claimed twice (overlapping outlines) its label could have been overwritten, so that glacier
+    gets None and is rasterised alone, as :func:`_masks` does.
+
+    Returns
+    -------
+    wins, masks
+        Per glacier: the window of :func:`_window` (None when off the raster) and the boolean
+        centre mask of that window (None when it must be rasterised alone).
+    """
+    wins = [_window(r, g.bounds) if _placeable(g) else None for g in geoms]
+    masks: list[np.ndarray | None] = [None] * len(geoms)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, w in enumerate(wins):
+        if w is not None:
+            groups.setdefault((w[0] // _BLOCK, w[2] // _BLOCK), []).append(i)
+    for members in groups.values():
+        shapes = [_geojson(geoms[i]) for i in members]
+        r0 = min(wins[i][0] for i in members)  # type: ignore[index]
+        r1 = max(wins[i][1] for i in members)  # type: ignore[index]
+        c0 = min(wins[i][2] for i in members)  # type: ignore[index]
+        c1 = max(wins[i][3] for i in members)  # type: ignore[index]
+        shape = (r1 - r0, c1 - c0)
+        t = r.transform @ Affine.translation(c0, r0)
+        labels = rasterize(
+            [(g, k + 1) for k, g in enumerate(shapes)], out_shape=shape, transform=t, fill=0, dtype="int32"
+        )
+        counts = rasterize(
+            [(g, 1) for g in shapes],
+            out_shape=shape,
+            transform=t,
+            fill=0,
+            dtype="uint8",
+            merge_alg=MergeAlg.add,
+        )
+        for k, i in enumerate(members):
+            wr0, wr1, wc0, wc1 = wins[i]  # type: ignore[misc]
+            sl = (slice(wr0 - r0, wr1 - r0), slice(wc0 - c0, wc1 - c0))
+            if counts[sl].max(initial=0) <= 1:
+                masks[i] = labels[sl] == k + 1
+    return wins, masks
+
+
+def _samples(geoms: np.ndarray, r: _Raster) -> list[_Sample | None]:
+    """Pixel weights of every glacier on an in-memory raster (same values as :func:`_masks`)."""
+    wins, masks = _centre_masks(geoms, r)
+    out: list[_Sample | None] = []
+    for g, win, inside in zip(geoms, wins, masks, strict=True):
+        if win is None:
+            out.append(None)
+            continue
+        wt = r.transform @ Affine.translation(win[2], win[0])
+        shape = (win[1] - win[0], win[3] - win[2])
+        if inside is None:
+            inside = geometry_mask([_geojson(g)], out_shape=shape, transform=wt, invert=True)
+        weights, by_cov = _masks(g, shape, wt, inside)
+        out.append(_Sample(win, wt, weights, by_cov, inside))
+    return out
+
+
+def _dem_stats_batched(
+    geoms: np.ndarray, dem: _Raster, arr: np.ndarray, how: AspectMean
+) -> tuple[list[dict[str, float]], list[_Sample | None]]:
+    """:func:`_dem_stats` of every glacier of an in-memory DEM, and the samples it used."""
+    samples = _samples(geoms, dem)
+    metres = _pixel_metres_many(dem, [s.win if s is not None else None for s in samples])
+    rows = []
+    for g, smp, m in zip(geoms, samples, metres, strict=True):
+        if smp is None:
+            rows.append(dict(_NAN_ROW))
+            continue
+        z = _read(dem, smp.win, arr)
+        rows.append(_stats(g, z, smp.weights, smp.by_coverage, smp.inside, smp.transform, lambda m=m: m, how))
+    return rows, samples
+
+
+def _same_grid(a: _Raster, b: _Raster) -> bool:
+    return a.shape == b.shape and a.transform == b.transform and a.crs == b.crs
+
+
+def _means_batched(samples: list[_Sample | None], r: _Raster, arr: np.ndarray) -> list[float]:
+    """:func:`_mean_in` of every glacier from samples on ``r``'s grid."""
+    return [math.nan if s is None else _weighted_mean(_read_plain(r, s.win, arr), s.weights) for s in samples]
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,11 +724,41 @@ def _area_perimeter_km(geom_ll: Any) -> tuple[float, float]:
     return area / 1e6, perim / 1e3
 
 
+def _area_perimeter_km_fast(geom_ll: Any) -> tuple[float, float]:
+    """:func:`_area_perimeter_km` with the ring coordinates taken as arrays (same sums).
+
+    ``pyproj``'s ``geometry_area_perimeter`` and ``geometry_length`` read each ring with
+    ``ring.xy`` and call ``polygon_area_perimeter`` / ``line_length`` on it; this calls those
+    on the same coordinates, in the same order, without shapely's per-vertex Python iteration.
+    """
+    if geom_ll.is_empty:
+        return 0.0, 0.0
+    parts = geom_ll.geoms if isinstance(geom_ll, MultiPolygon) else [geom_ll]
+    area = perim = 0.0
+    for p in parts:
+        o = orient(p, sign=1.0)
+        xy = shapely.get_coordinates(o.exterior)
+        a, _ = _WGS84.polygon_area_perimeter(xy[:, 0], xy[:, 1])
+        for hole in o.interiors:
+            xy = shapely.get_coordinates(hole)
+            a += _WGS84.polygon_area_perimeter(xy[:, 0], xy[:, 1])[0]
+        area += abs(a)
+        length = 0
+        for ring in (p.exterior, *p.interiors):
+            xy = shapely.get_coordinates(ring)
+            length += _WGS84.line_length(xy[:, 0], xy[:, 1])
+        perim += length
+    return area / 1e6, perim / 1e3
+
+
+_LONLAT = CRS.from_epsg(4326)
+
+
 def _local_metric(geom_ll: Any) -> tuple[Any, tuple[float, float, float, float]]:
     """The polygon in a local equirectangular frame in metres, and ``(lon0, lat0, kx, ky)``."""
     c = geom_ll.centroid
     lon0, lat0 = c.x, c.y
-    m, n = _ellipsoid_radii(CRS.from_epsg(4326), np.array([lat0]))
+    m, n = _ellipsoid_radii(_LONLAT, np.array([lat0]))
     kx = float(n[0]) * math.cos(math.radians(lat0)) * math.pi / 180.0
     ky = float(m[0]) * math.pi / 180.0
     geom_m = shapely.transform(geom_ll, lambda xy: (xy - [lon0, lat0]) * [kx, ky])
@@ -550,8 +798,55 @@ def _grid_graph(mask: np.ndarray, res: float) -> coo_matrix:
     return coo_matrix((np.concatenate(wt), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
 
 
-def _max_length_m(geom_ll: Any, term_lonlat: tuple[float, float]) -> float:
-    """Longest in-polygon path from the terminus, in metres (see module docstring)."""
+_FORWARD = ((0, 1), (1, -2), (1, -1), (1, 0), (1, 1), (1, 2), (2, -1), (2, 1))
+""":data:`_OFFSETS` ordered by where the neighbour falls in row-major order."""
+
+
+def _grid_csr(mask: np.ndarray, res: float) -> csr_matrix:
+    """The graph of :func:`_grid_graph`, built directly in its canonical CSR form.
+
+    The same nodes (the True pixels in row-major order) and edges; each node's edges are
+    listed in :data:`_FORWARD` order, i.e. by ascending neighbour, which is exactly the CSR
+    (data, indices, indptr) that ``_grid_graph(mask, res).tocsr()`` gives, so the shortest
+    paths are bit for bit the same. All offsets are gathered at once instead of one by one.
+    """
+    h, w = mask.shape
+    n = int(mask.sum())
+    wp = w + 4  # padded by two pixels all round, so every offset stays inside
+    pad = np.zeros((h + 4, wp), dtype=bool)
+    pad[2:-2, 2:-2] = mask
+    idx = np.full((h + 4, wp), -1, dtype=np.int32)
+    idx[2:-2, 2:-2][mask] = np.arange(n, dtype=np.int32)
+    pad, idx = pad.ravel(), idx.ravel()
+    base = np.flatnonzero(pad)[:, None]
+    step, gate1, gate2 = [], [], []
+    for di, dj in _FORWARD:
+        step.append(di * wp + dj)
+        if di == 1 and abs(dj) == 2:  # knight move: both pixels it passes between are ice
+            gate1.append(dj // 2)
+            gate2.append(wp + dj // 2)
+        elif di == 2:
+            gate1.append(wp)
+            gate2.append(wp + dj)
+        else:  # no condition: the node itself, which is ice
+            gate1.append(0)
+            gate2.append(0)
+    nbr = idx.take(base + np.array(step))
+    ok = (nbr >= 0) & pad.take(base + np.array(gate1)) & pad.take(base + np.array(gate2))
+    length = np.array([res * math.hypot(di, dj) for di, dj in _FORWARD])
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(ok.sum(axis=1), out=indptr[1:])
+    data = np.broadcast_to(length, ok.shape)[ok]
+    return csr_matrix((data, nbr[ok], indptr), shape=(n, n))
+
+
+def _max_length_m(geom_ll: Any, term_lonlat: tuple[float, float], fast: bool = False) -> float:
+    """Longest in-polygon path from the terminus, in metres (see module docstring).
+
+    ``fast`` builds the graph with :func:`_grid_csr` instead of :func:`_grid_graph` (the same
+    CSR arrays, so the same distances) and reads the polygon for rasterio with
+    :func:`_geojson`.
+    """
     if geom_ll.is_empty:
         return math.nan
     geom_m, (lon0, lat0, kx, ky) = _local_metric(geom_ll)
@@ -560,11 +855,11 @@ def _max_length_m(geom_ll: Any, term_lonlat: tuple[float, float]) -> float:
     w = math.ceil((maxx - minx) / res) + 2
     h = math.ceil((maxy - miny) / res) + 2
     t = Affine(res, 0, minx - res, 0, -res, maxy + res)
-    mask = geometry_mask([geom_m], out_shape=(h, w), transform=t, invert=True)
+    mask = geometry_mask([_geojson(geom_m) if fast else geom_m], out_shape=(h, w), transform=t, invert=True)
     if mask.sum() < 2:
         return float(math.hypot(maxx - minx, maxy - miny))
     rows, cols = np.nonzero(mask)
-    graph = _grid_graph(mask, res).tocsr()
+    graph = _grid_csr(mask, res) if fast else _grid_graph(mask, res).tocsr()
     if np.all(np.isfinite(term_lonlat)):
         tx, ty = (term_lonlat[0] - lon0) * kx, (term_lonlat[1] - lat0) * ky
         tc, tr = ~t @ (tx, ty)
@@ -685,6 +980,34 @@ def inventory(
         When no glacier overlaps the DEM, a geometry is not a polygon, or an option is invalid.
     InputShapeError
         When the DEM is not a single 2-D raster.
+
+    Notes
+    -----
+    With NumPy-backed (in-memory) rasters, as on a worker computing one tile, the glaciers are
+    rasterised together per block of the grid instead of one by one (and the probability
+    raster reuses the DEM's pixel weights when it is on the same grid); the results are those
+    of the one-by-one path, which Dask-backed rasters still take (tests/unit/test_inventory.py
+    compares the two).
+    """
+    return _inventory(
+        outlines, dem, date=date, dem_source=dem_source, probability=probability, aspect_mean=aspect_mean
+    )
+
+
+def _inventory(
+    outlines: gpd.GeoDataFrame,
+    dem: xr.DataArray,
+    *,
+    date: Any = None,
+    dem_source: str | None = None,
+    probability: xr.DataArray | None = None,
+    aspect_mean: AspectMean = "slope_vector",
+    batched: bool = True,
+) -> gpd.GeoDataFrame:
+    """:func:`inventory`; ``batched=False`` forces the one-glacier-at-a-time path of every input.
+
+    The one-by-one path is kept reachable for the benchmark (benchmarks/bench_inventory.py
+    ``--mode glaciers``) and for the test that the batched path gives the same results.
     """
     outlines = _check_outlines(outlines)
     if aspect_mean not in ("slope_vector", "unit_vector"):
@@ -708,7 +1031,32 @@ def inventory(
     _check_overlap(geoms_dem, outlines, r_dem)
     geoms_ll = geoms.to_crs("EPSG:4326")
 
-    rows = [_dem_stats(g, r_dem, aspect_mean) for g in geoms_dem]
+    with rasterio.Env():  # one GDAL environment for all rasterisations, not one per call
+        return _attributes(
+            outlines, geoms, geoms_dem, geoms_ll, r_dem, r_prob, src_date, dem_source, aspect_mean, extra, batched
+        )
+
+
+def _attributes(
+    outlines: gpd.GeoDataFrame,
+    geoms: gpd.GeoSeries,
+    geoms_dem: gpd.GeoSeries,
+    geoms_ll: gpd.GeoSeries,
+    r_dem: _Raster,
+    r_prob: _Raster | None,
+    src_date: str | None,
+    dem_source: str | None,
+    aspect_mean: AspectMean,
+    extra: list[Any],
+    batched: bool,
+) -> gpd.GeoDataFrame:
+    """The body of :func:`_inventory` once the inputs are checked (see there)."""
+    arr = _in_memory(r_dem) if batched else None
+    samples: list[_Sample | None] | None = None
+    if arr is not None:
+        rows, samples = _dem_stats_batched(geoms_dem.to_numpy(), r_dem, arr, aspect_mean)
+    else:
+        rows = [_dem_stats(g, r_dem, aspect_mean) for g in geoms_dem]
     df = pd.DataFrame(rows, index=outlines.index)
     tlon, tlat = r_dem.to_lonlat.transform(df["term_x"].to_numpy(), df["term_y"].to_numpy())
     found = np.isfinite(df["term_x"].to_numpy())
@@ -718,7 +1066,8 @@ def inventory(
     arr_ll = geoms_ll.to_numpy()
     rep = shapely.point_on_surface(arr_ll)  # in lon/lat: RGI 7's cenlon/cenlat
     cen = shapely.centroid(arr_ll)  # an affine map keeps centroids: = that of the local metric frame
-    sizes = np.array([_area_perimeter_km(g) for g in geoms_ll]).reshape(-1, 2)
+    area_perimeter = _area_perimeter_km_fast if batched else _area_perimeter_km
+    sizes = np.array([area_perimeter(g) for g in geoms_ll]).reshape(-1, 2)
     out = pd.DataFrame(index=outlines.index)
     out["glac_id"] = [glims_id(x, y) for x, y in zip(shapely.get_x(cen), shapely.get_y(cen), strict=True)]
     out["src_date"] = src_date
@@ -728,11 +1077,22 @@ def inventory(
         out[c] = df[c]
     out["aspect_sec"] = aspect_sector(df["aspect_deg"].to_numpy())
     out["termlon"], out["termlat"] = df["termlon"], df["termlat"]
-    out["lmax_m"] = [_max_length_m(g, (x, y)) for g, x, y in zip(geoms_ll, df["termlon"], df["termlat"], strict=True)]
+    out["lmax_m"] = [
+        _max_length_m(g, (x, y), fast=batched)
+        for g, x, y in zip(geoms_ll, df["termlon"].to_numpy(), df["termlat"].to_numpy(), strict=True)
+    ]
     out["dem_source"] = dem_source
     out["valid_dem_frac"] = df["valid_dem_frac"]
     if r_prob is not None:
-        out["mean_probability"] = [_mean_in(g, r_prob) for g in geoms.to_crs(r_prob.crs)]
+        parr = _in_memory(r_prob) if batched else None
+        if parr is not None and samples is not None and _same_grid(r_prob, r_dem):
+            # same grid and CRS: the same windows and weights as on the DEM
+            out["mean_probability"] = _means_batched(samples, r_prob, parr)
+        elif parr is not None:
+            prob_samples = _samples(geoms.to_crs(r_prob.crs).to_numpy(), r_prob)
+            out["mean_probability"] = _means_batched(prob_samples, r_prob, parr)
+        else:
+            out["mean_probability"] = [_mean_in(g, r_prob) for g in geoms.to_crs(r_prob.crs)]
     for c in extra:
         out[c] = outlines[c]
     return gpd.GeoDataFrame(out, geometry=outlines.geometry.copy(), crs=outlines.crs)

@@ -1,22 +1,31 @@
-"""Regional inventory production: search -> cube -> predict -> Zarr -> outlines -> inventory.
+"""Regional inventory production: plan -> tiles (on the cluster) -> merge -> outputs.
 
-:func:`run_inventory` (and ``glacierxr inventory`` on the command line) runs a whole region on
-the threaded scheduler, a LocalCluster (``workers=N``) or an existing Dask cluster
-(``scheduler=ADDRESS``), shows a progress bar fed by the Zarr writer's done-records, and writes
-into one output folder:
+:func:`run_inventory` (``glacierxr inventory``) runs a region of any size:
 
-``probability.zarr`` (glacier probability, Zarr v3), ``outlines.parquet`` and ``outlines.gpkg``
-(glacier polygons with the RGI-style attributes), ``inventory.csv`` (the attributes),
-``quicklook.png`` (composite with the outlines) and ``manifest.json`` (STAC item ids, versions,
-parameters, model checksum, timings, km² processed).
+1. **Plan** (:func:`glacierxr.plan.plan_region`): one paged search for the AOI, the fixed tiling
+   of :mod:`glacierxr.tiles` laid over it (each tile on its own UTM zone's grid), items per tile.
+   The driver holds this plan, never a region-sized graph.
+2. **Tiles** (:func:`glacierxr.tilework.run_tile`): one Dask task per tile that builds and
+   computes the tile's own small graph on its worker (cube -> predict -> Zarr of the core ->
+   polygons -> attributes of the glaciers the tile holds whole). At most ``max_in_flight``
+   tiles are submitted at a time; on the threaded scheduler tiles run one after the other.
+3. **Merge** (:mod:`glacierxr.merge`): pieces of glaciers cut by tile borders or zone lines are
+   joined, and their attributes computed from small DEM cubes, in parallel.
+4. **Outputs** in ``out``: ``outlines.parquet`` / ``outlines.gpkg`` (one polygon per glacier,
+   EPSG:4326 as in RGI, with the RGI-style attributes), ``inventory.csv``, ``quicklook.png``,
+   ``tiles/`` (per tile: ``probability.zarr`` of its core, ``glaciers.parquet``,
+   ``pieces.parquet`` and the ledger entry ``done.json``; ``tiles/collection.json`` +
+   ``items.ndjson`` catalogue them as STAC, :func:`open_mosaic` opens one mosaic per zone),
+   ``plan/`` (the searched items and tiles) and ``manifest.json`` (per-tile status, items and
+   timings; versions, parameters, model checksum, km², km²/s).
 
-Resuming: the probability raster is the only expensive output and is written chunk by chunk
-with done-records (:mod:`glacierxr.store`); a run killed at any moment (``kill -9`` included)
-and started again with ``resume=True`` computes only the missing chunks. Every other output is
-derived deterministically from the finished raster and written atomically (temporary file,
-then rename), so a resumed run ends with exactly the outputs of an uninterrupted one. A folder
-holding an earlier run is never touched without ``resume`` or ``overwrite``; ``resume`` with
-different parameters is refused.
+Resuming: a tile is done when its ``done.json`` exists, written atomically after its outputs.
+A run killed at any moment (``kill -9`` of the command and its workers included) and started
+again with ``resume=True`` reuses the saved plan (no new search: the same items), runs only the
+tiles without a ledger entry (a half-written tile Zarr resumes chunk by chunk) and derives the
+merged outputs deterministically, written atomically: the outputs equal an uninterrupted run's.
+A folder holding an earlier run is never touched without ``resume`` or ``overwrite``; ``resume``
+with different parameters is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +35,6 @@ import json
 import numbers
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -41,7 +49,7 @@ from glacierxr.predict import model_token
 from glacierxr.search import validate_datetime
 from glacierxr.tiling import check_tiling
 
-__all__ = ["run_inventory", "sensors_for"]
+__all__ = ["run_inventory", "sensors_for", "open_mosaic"]
 
 _PARAMS = "run.json"
 _PACKAGES = ("glacierxr", "xarray", "dask", "distributed", "stackstac", "pystac-client", "rasterio", "zarr",
@@ -97,24 +105,6 @@ def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool, c
     _atomic(out / _PARAMS, lambda p: p.write_text(json.dumps(params, indent=1, sort_keys=True)))
 
 
-def _check_options(model, *, chunk, tile, overlap, max_cloud, min_area_km2, unit_chunks, workers, scheduler) -> None:
-    """Validate the run's options before anything is searched, read or written."""
-    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk <= 0:
-        raise GridError(f"chunk={chunk!r} must be a positive number of pixels, e.g. 2048.")
-    check_tiling(tile, overlap, model.output_stride)
-    if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
-        raise InvalidArgumentError(f"max_cloud={max_cloud} must be a percentage in [0, 100], e.g. 20.")
-    if isinstance(min_area_km2, bool) or not (isinstance(min_area_km2, numbers.Real) and np.isfinite(min_area_km2)
-                                              and min_area_km2 >= 0):
-        raise InvalidArgumentError(f"min_area_km2={min_area_km2!r} must be a non-negative area in km², e.g. 0.05.")
-    if unit_chunks is not None and (isinstance(unit_chunks, bool) or not isinstance(unit_chunks, int) or unit_chunks < 1):
-        raise InvalidArgumentError(f"unit_chunks={unit_chunks!r} must be a positive number of chunks, e.g. 1024.")
-    if workers is not None and scheduler is not None:
-        raise InvalidArgumentError("Pass either workers (start a LocalCluster) or scheduler (connect), not both.")
-    if workers is not None and workers < 1:
-        raise InvalidArgumentError(f"workers={workers} must be at least 1 (or leave it out for threads).")
-
-
 def _atomic(path: Path, write) -> None:
     """Write a file with ``write(tmp_path)`` and rename it into place: a kill never leaves half a file."""
     tmp = path.parent / ".partial" / path.name  # same name: a GeoPackage's layer is named after it
@@ -143,42 +133,6 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
             yield client
 
 
-@contextlib.contextmanager
-def _progress(store: Path, total: int, km2_per_chunk: float, quiet: bool) -> Iterator[None]:
-    """A live bar fed by the store's done-records: chunks done / total, km²/s, ETA."""
-    if quiet:
-        yield
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from glacierxr.store import store_status
-
-    start_done = store_status(store)["chunks_done"]
-    t0 = time.perf_counter()
-    stop = threading.Event()
-    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("predict", total=total, completed=start_done, rate="")
-
-        def poll() -> None:
-            while not stop.wait(0.5):
-                done = store_status(store)["chunks_done"]
-                rate = (done - start_done) * km2_per_chunk / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, completed=done, rate=f"{rate:,.1f} km²/s")
-
-        thread = threading.Thread(target=poll, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            done = store_status(store)["chunks_done"]
-            rate = (done - start_done) * km2_per_chunk / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, completed=done, rate=f"{rate:,.1f} km²/s")
-
-
 def _model(model):
     from glacierxr import models
 
@@ -199,61 +153,319 @@ def _model(model):
     return models.load(model) if isinstance(model, str | Path) else model
 
 
+def _check_options(model, *, chunk, window, overlap, max_cloud, min_area_km2, workers, scheduler, max_in_flight) -> None:
+    """Validate the run's options before anything is searched, read or written."""
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk <= 0:
+        raise GridError(f"chunk={chunk!r} must be a positive number of pixels, e.g. 2048.")
+    check_tiling(window, overlap, model.output_stride)
+    if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
+        raise InvalidArgumentError(f"max_cloud={max_cloud} must be a percentage in [0, 100], e.g. 20.")
+    if isinstance(min_area_km2, bool) or not (isinstance(min_area_km2, numbers.Real) and np.isfinite(min_area_km2)
+                                              and min_area_km2 >= 0):
+        raise InvalidArgumentError(f"min_area_km2={min_area_km2!r} must be a non-negative area in km², e.g. 0.05.")
+    if workers is not None and scheduler is not None:
+        raise InvalidArgumentError("Pass either workers (start a LocalCluster) or scheduler (connect), not both.")
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError(f"workers={workers} must be at least 1 (or leave it out for threads).")
+    if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
+                                      or max_in_flight < 1):
+        raise InvalidArgumentError(f"max_in_flight={max_in_flight!r} must be a positive number of tiles.")
+
+
+class _Progress:
+    """Tiles and km² done / total, km²/s and ETA on one live line (nothing with ``quiet``)."""
+
+    def __init__(self, total_tiles: int, total_km2: float, done_tiles: int, done_km2: float, quiet: bool) -> None:
+        self.quiet, self.t0, self.start_km2 = quiet, time.perf_counter(), done_km2
+        self.tiles, self.km2 = done_tiles, done_km2
+        self.total_tiles, self.total_km2 = total_tiles, total_km2
+        self._bar = None
+        if not quiet:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("tiles"), BarColumn(), TextColumn("{task.fields[tiles]}"),
+                                 TextColumn("{task.fields[km2]}"), TextColumn("{task.fields[rate]}"),
+                                 TimeRemainingColumn(), transient=False)
+            self._task = self._bar.add_task("tiles", total=total_km2, completed=done_km2, tiles="", km2="", rate="")
+            self._update()
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._update()
+            self._bar.stop()
+
+    @property
+    def rate(self) -> float:
+        return (self.km2 - self.start_km2) / max(time.perf_counter() - self.t0, 1e-9)
+
+    def _update(self) -> None:
+        self._bar.update(self._task, completed=self.km2, tiles=f"{self.tiles}/{self.total_tiles}",
+                         km2=f"{self.km2:,.0f}/{self.total_km2:,.0f} km²", rate=f"{self.rate:,.2f} km²/s")
+
+    def advance(self, km2: float) -> None:
+        self.tiles += 1
+        self.km2 += km2
+        if self._bar is not None:
+            self._update()
+
+
+def _aoi_param(bbox, aoi) -> object:
+    if (bbox is None) == (aoi is None):
+        raise InvalidArgumentError("Pass the region as either bbox (--bbox W S E N) or aoi (--aoi FILE), not both or neither.")
+    if bbox is not None:
+        return [float(v) for v in validate_bbox(bbox)]
+    if isinstance(aoi, str | Path):
+        return str(Path(aoi).resolve())
+    import shapely
+
+    from glacierxr.tiles import read_aoi
+
+    return shapely.to_wkt(shapely.union_all(read_aoi(aoi)), rounding_precision=7)
+
+
+def _save_plan(out: Path, plan) -> None:
+    items_dir = out / "plan"
+    items_dir.mkdir(exist_ok=True)
+    for sensor, items in plan.items.items():
+        _atomic(items_dir / f"{sensor}.ndjson",
+                lambda p, items=items: p.write_text("".join(json.dumps(d) + "\n" for d in items.values())))
+    _atomic(items_dir / "plan.json", lambda p: p.write_text(plan.to_json()))
+
+
+def _load_plan(out: Path, aoi_value, params: dict):
+    """The plan saved by the interrupted run: a resumed run never searches again (same items, same outputs)."""
+    import shapely
+
+    from glacierxr.plan import RegionPlan, TilePlan
+    from glacierxr.tiles import Tile, read_aoi
+
+    folder = out / "plan"
+    if not (folder / "plan.json").exists():
+        return None
+    saved = json.loads((folder / "plan.json").read_text())
+    items = {}
+    for path in sorted(folder.glob("*.ndjson")):
+        items[path.stem] = {d["id"]: d for d in map(json.loads, path.read_text().splitlines())}
+    tiles = [TilePlan(Tile.from_dict(t), {k: tuple(v) for k, v in t["items"].items()}, t["chunks"], t["tasks"], t["km2"])
+             for t in saved["tile_list"]]
+    aoi = read_aoi(aoi_value if not isinstance(aoi_value, str) or Path(aoi_value).exists() else shapely.from_wkt(aoi_value))
+    return RegionPlan(params["stac"], params["datetime"], saved["tile_km"], saved["margin_km"], saved["resolution_m"],
+                      params["chunk"], tuple(items), params["max_cloud"], aoi, tiles, items, saved["search_s"],
+                      saved["plan_s"])
+
+
+def _run_tiles(jobs: list, client, progress: _Progress, km2: dict[str, float], max_in_flight: int) -> dict[str, dict]:
+    """Run the tiles not yet done: in this process one after the other (threads inside each), or
+    as Dask futures on the cluster with at most ``max_in_flight`` tiles submitted at a time."""
+    from glacierxr.tilework import run_tile
+
+    entries: dict[str, dict] = {}
+    if client is None:
+        for job in jobs:
+            entries[job.tile.id] = run_tile(job)
+            progress.advance(km2[job.tile.id])
+        return entries
+    from distributed import as_completed
+
+    pending = iter(jobs)
+    futures = as_completed()
+    for job in [j for _, j in zip(range(max_in_flight), pending, strict=False)]:
+        futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}", pure=False, retries=2))
+    for future in futures:
+        entry = future.result()  # a tile that keeps failing raises here, naming its cause
+        entries[entry["tile"]] = entry
+        progress.advance(km2[entry["tile"]])
+        future.release()
+        job = next(pending, None)
+        if job is not None:
+            futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}", pure=False, retries=2))
+    return entries
+
+
+def _merged_attributes(merged, plan, client, *, date, dem_source, reader, batch: int = 64):
+    """Attributes of the merged glaciers, in batches: on the cluster when there is one."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from glacierxr.merge import attributes_of
+
+    dem = list(plan.items.get("dem", {}).values())
+    if not len(merged):
+        return merged
+    parts = [merged.iloc[i : i + batch] for i in range(0, len(merged), batch)]
+    kwargs = dict(resolution=plan.resolution, date=date, dem_source=dem_source, reader=reader)
+    if client is None:
+        done = [attributes_of(p, dem, **kwargs) for p in parts]
+    else:
+        done = client.gather([client.submit(attributes_of, p, dem, pure=False, **kwargs) for p in parts])
+    return gpd.GeoDataFrame(pd.concat(done), geometry="geometry", crs="EPSG:4326")
+
+
+def _final_order(gdf):
+    """Deterministic rows: largest first, then north to south, west to east; canonical geometries."""
+    import shapely
+
+    gdf = gdf.assign(geometry=shapely.normalize(gdf.geometry.values))
+    gdf = gdf.sort_values(["area_km2", "cenlat", "cenlon"], ascending=[False, False, True], kind="mergesort")
+    return gdf.reset_index(drop=True)
+
+
+def _tile_catalog(out: Path, plan, entries: dict[str, dict]) -> None:
+    """A STAC collection of the tile stores (``tiles/collection.json`` + ``tiles/items.ndjson``).
+
+    Why STAC and not a GDAL VRT: the tiles are Zarr v3 stores, which GDAL reads only from 3.8 on
+    and a VRT cannot mix zones; a STAC collection names every tile's store, zone, bounds and
+    footprint, is served by ``glacierxr stac serve``, and :func:`open_mosaic` (or any STAC
+    client) turns it back into one lazy mosaic per zone.
+    """
+    import shapely
+
+    lines = []
+    for tp in plan.tiles:
+        t = tp.tile
+        if entries.get(t.id, {}).get("status") != "done":
+            continue
+        fp = t.footprint
+        lines.append(json.dumps({
+            "type": "Feature", "stac_version": "1.0.0", "id": t.id, "collection": "glacierxr-tiles",
+            "geometry": shapely.geometry.mapping(fp), "bbox": list(fp.bounds),
+            "properties": {"datetime": None, "start_datetime": plan.datetime.split("/")[0] + "T00:00:00Z",
+                           "end_datetime": plan.datetime.split("/")[-1] + "T23:59:59Z", "proj:code": f"EPSG:{t.epsg}",
+                           "proj:bbox": list(t.core_bounds), "gsd": t.resolution,
+                           "glacierxr:glaciers": entries[t.id].get("glaciers", 0)},
+            "assets": {"probability": {"href": f"./{t.id}/probability.zarr", "type": "application/vnd.zarr",
+                                       "roles": ["data"]},
+                       "glaciers": {"href": f"./{t.id}/glaciers.parquet", "type": "application/x-parquet",
+                                    "roles": ["data"]}},
+            "links": [], "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+        }))
+    coll = {"type": "Collection", "stac_version": "1.0.0", "id": "glacierxr-tiles", "license": "proprietary",
+            "description": "Glacier probability per production tile (Zarr v3, on each tile's UTM zone grid).",
+            "extent": {"spatial": {"bbox": [list(shapely.total_bounds(plan.aoi))]},
+                       "temporal": {"interval": [[None, None]]}}, "links": []}
+    _atomic(out / "tiles" / "items.ndjson", lambda p: p.write_text("\n".join(lines) + ("\n" if lines else "")))
+    _atomic(out / "tiles" / "collection.json", lambda p: p.write_text(json.dumps(coll, indent=1)))
+
+
+def open_mosaic(run: str | Path, *, epsg: int | None = None) -> dict[int, xr.DataArray]:
+    """The glacier probability of a regional run as one lazy mosaic per UTM zone.
+
+    Parameters
+    ----------
+    run
+        The run's output folder (``glacierxr inventory --out``).
+    epsg
+        Only this zone.
+
+    Returns
+    -------
+    dict[int, xarray.DataArray]
+        EPSG code -> Dask-backed ``glacier_probability`` on that zone's grid (the tile cores put
+        side by side; NaN where no tile of that zone ran). The CRS is attached.
+    """
+    import rioxarray  # noqa: F401
+
+    catalog = Path(run) / "tiles" / "items.ndjson"
+    if not catalog.exists():
+        raise FileNotFoundError(f"{catalog} does not exist: is {run} the --out folder of a finished regional run?")
+    by_zone: dict[int, list[xr.DataArray]] = {}
+    for line in catalog.read_text().splitlines():
+        item = json.loads(line)
+        code = int(item["properties"]["proj:code"].split(":")[1])
+        if epsg is not None and code != epsg:
+            continue
+        store = catalog.parent / item["assets"]["probability"]["href"]
+        arr = xr.open_zarr(store, decode_coords="all")["glacier_probability"]
+        by_zone.setdefault(code, []).append(arr.drop_vars("spatial_ref", errors="ignore"))
+    out = {}
+    for code, arrays in sorted(by_zone.items()):
+        mosaic = xr.combine_by_coords([a.to_dataset() for a in arrays], combine_attrs="drop_conflicts")
+        out[code] = mosaic["glacier_probability"].rio.write_crs(f"EPSG:{code}")
+    return out
+
+
 def run_inventory(
     stac: str,
     *,
-    bbox: Sequence[float],
     datetime: str,
     out: str | Path,
+    bbox: Sequence[float] | None = None,
+    aoi: object = None,
+    buffer_km: float = 0.0,
     model="band-ratio",
     workers: int | None = None,
     scheduler: str | None = None,
+    tile_km: float = 100.0,
+    margin_km: float = 2.0,
+    resolution: float = 10.0,
     chunk: int = 2048,
-    tile: int = 512,
+    window: int = 512,
     overlap: int = 64,
     max_cloud: float | None = None,
     min_area_km2: float = 0.05,
-    unit_chunks: int | None = 1024,
+    max_in_flight: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
     echo=print,
+    reader: type | None = None,
+    quicklook: bool = True,
+    tile: int | None = None,
 ) -> dict:
-    """Produce the glacier inventory of a region, end to end; see the module docstring.
+    """Produce the glacier inventory of a region, tile by tile, end to end; see the module docstring.
 
     Parameters
     ----------
     stac
         STAC API URL or provider preset (``earth-search``, ``planetary-computer``).
-    bbox, datetime
-        Region ``(west, south, east, north)`` in degrees and the date window.
+    datetime
+        Date window, e.g. ``"2023-07-15/2023-09-30"``.
     out
         Output folder.
+    bbox, aoi
+        The region: a ``(west, south, east, north)`` box in degrees, or an AOI (a vector file
+        such as RGI outlines or a mountain-range polygon, a geometry or a GeoDataFrame); only
+        tiles meeting it run.
+    buffer_km
+        Grow the AOI by this distance.
     model
         ``"band-ratio"``, a checkpoint path, or a glacierxr model.
     workers, scheduler
-        Start a LocalCluster of ``workers`` processes, or connect to a running scheduler;
-        neither: Dask's threaded scheduler. In a script, call it under
-        ``if __name__ == "__main__":``: worker processes re-import the script that starts them.
+        Start a LocalCluster of ``workers`` processes, or connect to a running scheduler
+        (dask-jobqueue, Kubernetes; the output folder must be on a filesystem the workers share);
+        neither: tiles run one after the other in this process on Dask's threaded scheduler. In
+        a script, call it under ``if __name__ == "__main__":``.
+    tile_km, margin_km
+        Production tiles (see :mod:`glacierxr.tiles`): side in km (nesting in the 100 km
+        pattern) and the margin predicted around each core.
+    resolution
+        Pixel size in metres.
     chunk
-        Chunk size in pixels (rounded to the window stride by predict).
-    tile, overlap
-        Prediction windows.
+        Chunk size in pixels inside a tile.
+    window, overlap
+        Prediction windows (``tile=`` is a deprecated alias of ``window=``).
     max_cloud
         Maximum scene cloud cover (percent).
     min_area_km2
-        Smallest glacier kept.
-    unit_chunks
-        Work units: chunks submitted to Dask at once (``None``: all). The default, 1,024 chunks
-        (~25k tasks, about 4,300 km² at 10 m with 2048-pixel chunks), keeps every submitted graph far
-        below the ~500k tasks where schedulers struggle; units are consecutive rows of chunks, and
-        the chunks bordering a unit are computed again for it (their spill).
+        Smallest glacier kept (geodesic area).
+    max_in_flight
+        Tiles submitted to the cluster at a time (default: twice the worker threads); bounds
+        the driver's and the scheduler's memory whatever the size of the AOI.
     resume, overwrite
-        Continue an interrupted run in ``out``, or replace what is there.
+        Continue an interrupted run in ``out`` (only unfinished tiles run), or replace it.
     quiet
         No progress bar and no messages.
     echo
         Where messages go (``print`` by default).
+    reader
+        stackstac ``Reader`` class for every asset (a dry run passes one that generates pixels).
+    quicklook
+        Write ``quicklook.png`` of the whole AOI.
 
     Returns
     -------
@@ -267,97 +479,157 @@ def run_inventory(
     InvalidArgumentError
         On resuming with other parameters, or invalid options.
     GlacierxrError
-        Any other input error (bbox, dates, model, tiling, chunk size, search, items) is raised
+        Any other input error (region, dates, model, windows, tiles, search, items) is raised
         before ``out`` is created, changed or, with ``overwrite``, removed.
     """
-    import glacierxr as gx
-    from glacierxr.quicklook import quicklook
-    from glacierxr.store import store_status, to_zarr
+    import geopandas as gpd
+    import pandas as pd
 
+    from glacierxr.plan import plan_region
+    from glacierxr.predict import handle_for
+    from glacierxr.tiles import check_tile_km
+    from glacierxr.tilework import TileJob, tile_dir
+
+    if tile is not None:
+        import warnings
+
+        if window != 512:
+            raise InvalidArgumentError("Pass the prediction window as window= only (tile= is its deprecated name).")
+        warnings.warn("run_inventory(tile=...) is deprecated; use window= (a tile is now a production tile).",
+                      FutureWarning, stacklevel=2)
+        window = tile
     say = (lambda *_: None) if quiet else echo
     out = Path(out)
+    t_start = time.perf_counter()
     the_model = _model(model)
+    aoi_value = _aoi_param(bbox, aoi)
     params = {
-        "stac": stac, "bbox": [float(v) for v in bbox], "datetime": datetime, "model": the_model.arch,
-        "model_checksum": model_token(the_model), "chunk": chunk, "tile": tile, "overlap": overlap,
+        "stac": stac, "aoi": aoi_value, "buffer_km": float(buffer_km), "datetime": datetime, "model": the_model.arch,
+        "model_checksum": model_token(the_model), "tile_km": float(tile_km), "margin_km": float(margin_km),
+        "resolution": float(resolution), "chunk": chunk, "window": window, "overlap": overlap,
         "max_cloud": max_cloud, "min_area_km2": min_area_km2,
     }
-    validate_bbox(bbox)
     validate_datetime(datetime)
-    _check_options(the_model, chunk=chunk, tile=tile, overlap=overlap, max_cloud=max_cloud, min_area_km2=min_area_km2,
-                   unit_chunks=unit_chunks, workers=workers, scheduler=scheduler)
-    # refusals first, then everything that can fail on the inputs (search, items, bands), and only
-    # then is the folder touched: a failing run never removes or half-writes an earlier one
+    _check_options(the_model, chunk=chunk, window=window, overlap=overlap, max_cloud=max_cloud,
+                   min_area_km2=min_area_km2, workers=workers, scheduler=scheduler, max_in_flight=max_in_flight)
+    check_tile_km(tile_km, resolution, margin_km)
+    # refusals first, then everything that can fail on the inputs (search, items), and only then
+    # is the folder touched: a failing run never removes or half-writes an earlier one
     _prepare_folder(out, params, resume=resume, overwrite=overwrite, check_only=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    items = gx.search(stac, bbox=bbox, datetime=datetime, sensors=sensors_for(the_model.bands), max_cloud=max_cloud)
-    timings["search_s"] = time.perf_counter() - t
-    say("search     " + ", ".join(f"{k}: {len(v)} items" for k, v in items.items()))
-    cube = gx.open_cube(items, bbox=bbox, chunks=chunk)
-    grid_km2 = cube.sizes["y"] * cube.sizes["x"] * float(cube.attrs["resolution"]) ** 2 / 1e6
-    say(f"cube       {cube.sizes['y']} x {cube.sizes['x']} px, {grid_km2:,.1f} km², {len(cube.data_vars)} variables")
-    prob = cube.glacier.predict(the_model, tile=tile, overlap=overlap, chunks=chunk)  # lazy: checks bands
+    plan = _load_plan(out, aoi_value, params) if resume else None
+    if plan is None:
+        region = bbox if bbox is not None else aoi
+        plan = plan_region(stac, aoi=region, datetime=datetime, tile_km=tile_km, margin_km=margin_km,
+                           buffer_km=buffer_km, resolution=resolution, chunk=chunk,
+                           sensors=sensors_for(the_model.bands), max_cloud=max_cloud, bands=the_model.bands)
+    timings["plan_s"] = time.perf_counter() - t
+    summary = plan.summary()
+    say("search     " + ", ".join(f"{k}: {v} items" for k, v in summary["items_per_sensor"].items()))
+    say(f"plan       {summary['tiles']} tiles of {tile_km:g} km on EPSG {', '.join(map(str, summary['epsg']))}, "
+        f"{summary['km2']:,.1f} km², at most {summary['max_tasks_per_tile']:,} tasks per tile")
     _prepare_folder(out, params, resume=resume, overwrite=overwrite)
-    with _dask_client(workers, scheduler, say):
-        store = out / "probability.zarr"
-        n_chunks = int(np.prod(prob.data.numblocks))
+    if not (out / "plan" / "plan.json").exists():
+        _save_plan(out, plan)
+    handle = handle_for(the_model, cache_dir=out / "model")
+    date = plan_date(plan)
+    dem_source = _dem_source(plan.items)
+    jobs = [TileJob(tp.tile, plan.items_for(tp), handle, str(out), window=window, overlap=overlap, chunk=chunk,
+                    min_area_km2=min_area_km2, date=date, dem_source=dem_source, reader=reader) for tp in plan.tiles]
+    km2 = {tp.tile.id: tp.km2 for tp in plan.tiles}
+    done = {j.tile.id for j in jobs if (tile_dir(out, j.tile.id) / "done.json").exists()}
+    entries = {i: json.loads((tile_dir(out, i) / "done.json").read_text()) for i in sorted(done)}
+    todo = [j for j in jobs if j.tile.id not in done]
+    if done:
+        say(f"resume     {len(done)} of {len(jobs)} tiles already done")
+    with _dask_client(workers, scheduler, say) as client:
+        in_flight = max_in_flight or (2 * sum(client.nthreads().values()) if client is not None else 1)
         t = time.perf_counter()
-        if not store_status(store)["complete"]:
-            with _progress(store, n_chunks, grid_km2 / n_chunks, quiet):
-                to_zarr(prob, store, batch=unit_chunks)
-        timings["predict_s"] = time.perf_counter() - t
-        written = xr.open_zarr(store, decode_coords="all")["glacier_probability"]
+        with _Progress(len(jobs), plan.km2, len(done), sum(km2[i] for i in done), quiet) as progress:
+            entries.update(_run_tiles(todo, client, progress, km2, in_flight))
+        timings["tiles_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        outlines = written.glacier.outlines(min_area_km2=min_area_km2)
-        timings["outlines_s"] = time.perf_counter() - t
+        from glacierxr.merge import merge_pieces
+
+        merged = merge_pieces(out, [tp.tile for tp in plan.tiles], min_area_km2=min_area_km2, min_hole_km2=0.01)
+        timings["merge_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        date = datetime.split("/")[-1] if "/" in datetime else datetime
-        inv = gx.inventory(outlines, cube["elevation"], date=date or None, dem_source=_dem_source(items),
-                           probability=written)
-        timings["inventory_s"] = time.perf_counter() - t
-        for name in ("outlines.parquet", "outlines.gpkg"):  # the driver follows the suffix
-            _atomic(out / name, lambda p: gx.write_inventory(inv, p))
-        _atomic(out / "inventory.csv", lambda p: inv.drop(columns="geometry").to_csv(p, index=False))
-        t = time.perf_counter()
-        preview = _preview_cube(items, bbox, cube)
-        _atomic(out / "quicklook.png", lambda p: quicklook(preview, p, outlines=outlines))
-        timings["quicklook_s"] = time.perf_counter() - t
+        merged = _merged_attributes(merged.drop(columns=[]), plan, client, date=date, dem_source=dem_source, reader=reader)
+        timings["merge_attributes_s"] = time.perf_counter() - t
+    whole = [gpd.read_parquet(tile_dir(out, i) / "glaciers.parquet") for i in sorted(entries)]
+    whole = [w for w in whole if len(w)]
+    frames = [*whole, merged.assign(tile_id="merged")] if len(merged) else whole
+    if frames:
+        inv = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
+        inv = _final_order(inv.drop(columns=["zone_epsg"], errors="ignore"))
+    else:
+        inv = gpd.GeoDataFrame({"area_km2": []}, geometry=[], crs="EPSG:4326")
+    import glacierxr as gx
+
+    t = time.perf_counter()
+    for name in ("outlines.parquet", "outlines.gpkg"):  # the driver follows the suffix
+        _atomic(out / name, lambda p: gx.write_inventory(inv, p))
+    _atomic(out / "inventory.csv", lambda p: pd.DataFrame(inv.drop(columns="geometry")).to_csv(p, index=False))
+    _tile_catalog(out, plan, entries)
+    if quicklook:
+        _atomic(out / "quicklook.png", lambda p: _quicklook(plan, p, inv, reader))
+    timings["outputs_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+    tiles_s = timings["tiles_s"]
     manifest = {
         "parameters": params,
-        "items": {k: [it.id for it in v] for k, v in items.items()},
+        "plan": summary,
+        "items": {k: sorted(v) for k, v in plan.items.items()},
         "versions": _versions(),
-        "grid": {"crs": cube.attrs["crs"], "shape": [cube.sizes["y"], cube.sizes["x"]],
-                 "resolution_m": float(cube.attrs["resolution"]), "chunks": n_chunks},
-        "km2_processed": grid_km2,
+        "tiles": {i: {k: v for k, v in e.items() if k != "tile"} for i, e in sorted(entries.items())},
+        "km2_processed": plan.km2,
+        "km2_per_s": plan.km2 / timings["total_s"],
+        "tiles_km2_per_s": sum(km2[j.tile.id] for j in todo) / tiles_s if todo and tiles_s > 0 else None,
         "glaciers": len(inv),
+        "merged_glaciers": int(len(merged)),
         "glacier_area_km2": float(inv["area_km2"].sum()) if len(inv) else 0.0,
         "timings_s": timings,
-        "outputs": ["probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png"],
+        "outputs": ["tiles/", "outlines.parquet", "outlines.gpkg", "inventory.csv",
+                    *(["quicklook.png"] if quicklook else []), "manifest.json"],
     }
     _atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
     shutil.rmtree(out / ".partial", ignore_errors=True)
-    say(f"inventory  {len(inv)} glaciers, {manifest['glacier_area_km2']:.2f} km² -> {out}")
+    say(f"inventory  {len(inv)} glaciers ({len(merged)} merged across tiles), {manifest['glacier_area_km2']:.2f} km² "
+        f"-> {out}")
     return manifest
 
 
-def _preview_cube(items: dict, bbox: Sequence[float], cube: xr.Dataset, max_size: int = 1024) -> xr.Dataset:
-    """The optical composite at quicklook resolution: a coarse grid lets GDAL read COG overviews
-    instead of every full-resolution pixel again."""
+def plan_date(plan) -> str | None:
+    """``src_date`` of the outlines: the end of the date window (the imagery is a composite over it)."""
+    return plan.datetime.split("/")[-1] if "/" in plan.datetime else plan.datetime or None
+
+
+def _quicklook(plan, path: Path, outlines, reader) -> None:
+    """The optical composite of the whole AOI at quicklook resolution (COG overviews) with the outlines."""
+    import shapely
+
     import glacierxr as gx
+    from glacierxr.geo import utm_crs
+    from glacierxr.quicklook import quicklook
 
-    factor = int(np.ceil(max(cube.sizes["y"], cube.sizes["x"]) / max_size))
-    if factor <= 1 or "sentinel-2" not in items:
-        return cube
-    resolution = float(cube.attrs["resolution"]) * factor
-    return gx.open_cube({"sentinel-2": items["sentinel-2"]}, bbox=bbox, resolution=resolution, crs=cube.rio.crs,
-                        chunks=max_size, indices=False)
+    s2 = list(plan.items.get("sentinel-2", {}).values())
+    w, s, e, n = shapely.total_bounds(plan.aoi)
+    crs = utm_crs((w + e) / 2, (s + n) / 2)
+    from glacierxr.geo import grid_from_bbox
 
+    extent = grid_from_bbox((w, s, e, n), resolution=plan.resolution, crs=crs)
+    resolution = max(plan.resolution, max(extent.shape) * plan.resolution / 1024)
+    if not s2:
+        return
+    preview = gx.open_cube({"sentinel-2": s2}, bbox=(w, s, e, n), resolution=resolution, crs=crs, chunks=1024,
+                           indices=False, reader=reader)
+    quicklook(preview, path, outlines=outlines)
 
 def _dem_source(items: dict) -> str | None:
-    dem = items.get("dem")
+    dem = list(items.get("dem", {}).values())
     if not dem:
         return None
-    collection = dem[0].collection_id or ""
+    collection = dem[0].get("collection") or ""
     return {"cop-dem-glo-30": "COPDEM30", "cop-dem-glo-90": "COPDEM90", "nasadem": "NASADEM"}.get(collection, collection)
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +161,7 @@ def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta:
     return prob[:, 0].float().cpu().numpy()
 
 
-def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
+def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
     """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
 
     Channels: sum of weight * p(glacier), sum of weight, and the all-bands-missing flag.
@@ -178,7 +180,7 @@ def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y
         out = np.zeros((3, ch + overlap, cw + overlap), np.float32)
         out[2, :ch, :cw] = empty
         return out
-    size_y, size_x = max(ch + overlap, int(ys[-1]) + tile), max(cw + overlap, int(xs[-1]) + tile)
+    size_y, size_x = max(ch + overlap, int(ys[-1]) + window), max(cw + overlap, int(xs[-1]) + window)
     # normalise in place inside the zero-padded buffer: one copy of the chunk, not three
     padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
     view = padded[:, : block.shape[1], : block.shape[2]]
@@ -188,19 +190,19 @@ def _stage1(block, *, iy, ix, handle, mean, std, tile, overlap, stride, starts_y
     np.nan_to_num(view, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     out = np.zeros((3, size_y, size_x), np.float32)
     out[2, :ch, :cw] = empty
-    weight = blend_weights(tile, overlap)
+    weight = blend_weights(window, overlap)
     model = handle.model()
     param = next(iter(model.parameters()), None)
     device = str(param.device) if param is not None else resolve_device(handle.device)
     origins = [(y, x0) for y in ys for x0 in xs]
     for b in range(0, len(origins), batch_size):
         batch = origins[b : b + batch_size]
-        windows = np.stack([padded[:, y : y + tile, x0 : x0 + tile] for y, x0 in batch])
+        windows = np.stack([padded[:, y : y + window, x0 : x0 + window] for y, x0 in batch])
         with handle.run_lock():
             prob = run_windows(model, windows, device=device, precision=handle.precision, tta=tta)
         for (y, x0), p in zip(batch, prob):
-            out[0, y : y + tile, x0 : x0 + tile] += weight * p
-            out[1, y : y + tile, x0 : x0 + tile] += weight
+            out[0, y : y + window, x0 : x0 + window] += weight * p
+            out[1, y : y + window, x0 : x0 + window] += weight
     return out[:, : ch + overlap, : cw + overlap]
 
 
@@ -285,17 +287,44 @@ def _shift(spill: da.Array, axis: int) -> da.Array:
     return da.concatenate([first, spill.blocks[tuple(index)]], axis=axis)
 
 
+class _DefaultInt(int):
+    """An int default that can be told apart from the same value passed explicitly."""
+
+    __slots__ = ()
+
+
+_WINDOW_DEFAULT = _DefaultInt(512)
+
+
+def _resolve_window(window: int, tile: int | None, *, stacklevel: int) -> int:
+    """The window size from ``window=`` or the deprecated ``tile=`` alias (never both)."""
+    if tile is None:
+        return 512 if window is _WINDOW_DEFAULT else window
+    if window is not _WINDOW_DEFAULT:
+        raise InvalidArgumentError(
+            f"predict got both window={window!r} and tile={tile!r}; tile= is the deprecated name of window=, "
+            "pass only window=."
+        )
+    warnings.warn(
+        f"tile= is deprecated, use window= (predict(..., window={tile!r})): the window is the model's input "
+        "size; 'tile' now means a production tile of the regional pipeline.",
+        FutureWarning, stacklevel=stacklevel + 1,
+    )
+    return tile
+
+
 def predict(
     cube: xr.Dataset,
     model,
     *,
-    tile: int = 512,
+    window: int = _WINDOW_DEFAULT,
     overlap: int = 64,
     batch_size: int = 8,
     device: str = "auto",
     tta: bool | int | None = None,
     precision: str = "auto",
     chunks: int | None = None,
+    tile: int | None = None,
 ) -> xr.DataArray:
     """Glacier probability of every pixel of ``cube``, lazily.
 
@@ -306,10 +335,11 @@ def predict(
     model
         A glacierxr model, a registry name (random weights; useful for ``band-ratio``) or a
         checkpoint path.
-    tile
-        Window size in pixels; a multiple of the model's ``output_stride``.
+    window
+        Side of a prediction window (the model's input) in pixels; a multiple of the model's
+        ``output_stride``. Default 512.
     overlap
-        Pixels shared by neighbouring windows (at most ``tile // 2``); their outputs are blended
+        Pixels shared by neighbouring windows (at most ``window // 2``); their outputs are blended
         with a smooth ramp so no seam shows.
     batch_size
         Windows per forward pass.
@@ -322,12 +352,15 @@ def predict(
         ``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"fp32"``.
     chunks
         Target chunk size in pixels (rounded to a multiple of the stride); the cube's by default.
+    tile
+        Deprecated alias of ``window`` (emits a :class:`FutureWarning`); "tile" now means a
+        production tile of the regional pipeline.
 
     Returns
     -------
     xarray.DataArray
         ``glacier_probability`` (y, x), float32 in [0, 1], NaN where every input band is missing,
-        on the cube's grid with its CRS; attrs name the model, tile, overlap and version. The
+        on the cube's grid with its CRS; attrs name the model, window, overlap and version. The
         result does not depend on the chunking.
 
     Raises
@@ -335,15 +368,19 @@ def predict(
     MissingBandError
         When the cube lacks a band the model needs.
     InputShapeError
-        When ``tile`` is not a multiple of the output stride or ``overlap`` is out of range.
+        When ``window`` is not a multiple of the output stride or ``overlap`` is out of range.
     GridError
         When ``chunks`` is not a positive number of pixels.
     InvalidArgumentError
-        When ``cube`` is not a Dataset, or on another invalid option.
+        When ``cube`` is not a Dataset, when both ``window`` and ``tile`` are given, or on another
+        invalid option.
     """
     import glacierxr
     from glacierxr import models as _models
 
+    # point the deprecation warning at the user's line, also through cube.glacier.predict
+    via_accessor = sys._getframe(1).f_globals.get("__name__") == "glacierxr.accessor"
+    window = _resolve_window(window, tile, stacklevel=3 if via_accessor else 2)
     if not isinstance(cube, xr.Dataset):
         hint = " (e.g. stacked.to_dataset('band'))" if isinstance(cube, xr.DataArray) else ""
         raise InvalidArgumentError(
@@ -361,7 +398,7 @@ def predict(
             f"The cube lacks band(s) {missing} that model {model.arch!r} needs (it uses {bands}); the cube has "
             f"{list(cube.data_vars)}. Add the sensor to the search, or create the model with bands= the cube has."
         )
-    stride = check_tiling(tile, overlap, model.output_stride)
+    stride = check_tiling(window, overlap, model.output_stride)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer, e.g. 8.")
     n_tta = {True: 8, False: 1, None: 8 if getattr(model, "default_tta", False) else 1}.get(tta, tta)
@@ -372,7 +409,7 @@ def predict(
     h, w = cube.sizes["y"], cube.sizes["x"]
     first = cube[bands[0]]
     target = chunks or (first.chunks[0][0] if first.chunks else 2048)
-    cy, cx = aligned_chunks(h, target, stride, tile), aligned_chunks(w, target, stride, tile)
+    cy, cx = aligned_chunks(h, target, stride, window), aligned_chunks(w, target, stride, window)
     stack = cube[bands].to_array("band").data
     # task-based rechunk: a P2P shuffle is far slower for this neighbour-to-neighbour move
     stack = da.asarray(stack).astype(np.float32).rechunk((len(bands), cy, cx), method="tasks")
@@ -387,8 +424,8 @@ def predict(
         align_arrays=False, concatenate=True, dtype=np.float32,
         adjust_chunks={"k": lambda _: 3, "y": lambda n: n + overlap, "x": lambda n: n + overlap},
         meta=np.empty((0, 0, 0), np.float32), name=f"glacier-windows-{handle.token[:8]}",
-        handle=handle, mean=mean, std=std, tile=tile, overlap=overlap, stride=stride,
-        starts_y=window_starts(h, tile, stride), starts_x=window_starts(w, tile, stride),
+        handle=handle, mean=mean, std=std, window=window, overlap=overlap, stride=stride,
+        starts_y=window_starts(h, window, stride), starts_x=window_starts(w, window, stride),
         batch_size=batch_size, tta=n_tta, chunks_y=cy, chunks_x=cx,
     )
     o = overlap
@@ -414,7 +451,8 @@ def predict(
         out.attrs["grid_mapping"] = "spatial_ref"
     out.attrs.update(
         long_name="probability of glacier ice", units="1", model=model.arch, model_preset=getattr(model, "preset", ""),
-        model_token=handle.token, bands=bands, tile=tile, overlap=overlap, tta=n_tta,
+        model_token=handle.token, bands=bands, window=window, overlap=overlap, tta=n_tta,
+
         glacierxr_version=glacierxr.__version__,
     )
     return out

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pystac
 import pystac_client
@@ -17,14 +20,80 @@ from glacierxr.errors import (
     InvalidArgumentError,
     InvalidDatetimeError,
     OptionalDependencyError,
+    SearchLimitWarning,
     StacConnectionError,
 )
 from glacierxr.geo import validate_bbox
 
-__all__ = ["search", "provider_of", "validate_datetime", "late_summer"]
+__all__ = ["search", "provider_of", "validate_datetime", "validate_intersects", "late_summer", "PAGE_SIZE"]
 
 log = logging.getLogger(__name__)
 DEFAULT_SENSORS = ("sentinel-2", "sentinel-1", "dem")
+#: Items asked per page. Servers cap it themselves (Earth Search and rustac at their own maximum),
+#: so a large value only keeps the number of round trips low on a full, paged search.
+PAGE_SIZE = 1000
+_GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection")
+
+
+def _positions(geometry: Mapping[str, Any]) -> list[tuple[float, float]]:
+    """Every ``(lon, lat)`` position of a GeoJSON geometry (any type, nested collections too)."""
+    if geometry.get("type") == "GeometryCollection":
+        return [p for g in geometry.get("geometries", []) for p in _positions(g)]
+    out: list[tuple[float, float]] = []
+
+    def walk(c: Any) -> None:
+        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
+            out.append((float(c[0]), float(c[1])))
+        elif isinstance(c, (list, tuple)):
+            for sub in c:
+                walk(sub)
+
+    walk(geometry.get("coordinates"))
+    return out
+
+
+def validate_intersects(intersects: Any) -> tuple[dict, tuple[float, float, float, float]]:
+    """Check a GeoJSON geometry given as ``intersects=`` and return it with its lon/lat bbox.
+
+    Parameters
+    ----------
+    intersects
+        A GeoJSON geometry dict (``{"type": "Polygon", "coordinates": ...}``), a GeoJSON Feature
+        (its geometry is used) or any object with ``__geo_interface__`` (e.g. a shapely geometry).
+
+    Returns
+    -------
+    tuple[dict, tuple[float, float, float, float]]
+        The geometry as a plain dict and its ``(west, south, east, north)``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        When it is not a GeoJSON geometry with finite lon/lat positions.
+    """
+    geom = getattr(intersects, "__geo_interface__", intersects)
+    if isinstance(geom, Mapping) and geom.get("type") == "Feature":
+        geom = geom.get("geometry")
+    if not isinstance(geom, Mapping) or geom.get("type") not in _GEOMETRY_TYPES:
+        raise InvalidArgumentError(
+            f"intersects={intersects!r:.120} is not a GeoJSON geometry; pass a dict such as "
+            "{'type': 'Polygon', 'coordinates': [[[lon, lat], ...]]} in EPSG:4326, or use bbox=."
+        )
+    try:
+        pts = _positions(geom)
+    except (TypeError, ValueError, IndexError):
+        pts = []
+    if not pts or not all(math.isfinite(x) and math.isfinite(y) for x, y in pts):
+        raise InvalidArgumentError(
+            f"intersects is a {geom.get('type')} without finite (lon, lat) positions; check its coordinates."
+        )
+    if not all(-180 <= x <= 180 and -90 <= y <= 90 for x, y in pts):
+        raise InvalidArgumentError(
+            "intersects has positions outside lon [-180, 180] / lat [-90, 90]; GeoJSON is (lon, lat) "
+            "in EPSG:4326 — reproject it, or check the axis order."
+        )
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return dict(geom), (min(xs), min(ys), max(xs), max(ys))
 
 
 def validate_datetime(datetime: str) -> tuple[dt.date | None, dt.date | None]:
@@ -122,12 +191,14 @@ def _supports_query(client: pystac_client.Client) -> str | None:
 def search(
     url: str,
     *,
-    bbox: Sequence[float],
+    bbox: Sequence[float] | None = None,
     datetime: str,
+    intersects: Mapping[str, Any] | None = None,
     sensors: Sequence[str | _sensors.SensorSpec] = DEFAULT_SENSORS,
     max_cloud: float | None = None,
     provider: str | None = None,
-    max_items: int | None = 500,
+    max_items: int | None = None,
+    limit: int = PAGE_SIZE,
 ) -> dict[str, pystac.ItemCollection]:
     """Search a STAC API once per sensor.
 
@@ -136,9 +207,12 @@ def search(
     url
         STAC API root URL, or a provider preset name (``"earth-search"``, ``"planetary-computer"``).
     bbox
-        ``(west, south, east, north)`` in degrees.
+        ``(west, south, east, north)`` in degrees. One of ``bbox`` and ``intersects`` is required.
     datetime
         ``"START/END"`` window; see :func:`late_summer` for the usual glacier-mapping season.
+    intersects
+        An AOI polygon instead of ``bbox``: a GeoJSON geometry dict in EPSG:4326 (or a Feature, or
+        anything with ``__geo_interface__``). Items whose footprint intersects it are returned.
     sensors
         Sensor names (see :func:`glacierxr.sensors.available`) or specs.
     max_cloud
@@ -148,7 +222,12 @@ def search(
         Preset that decides collection ids; guessed from ``url`` by default. For an unknown
         endpoint the first known collection the server offers is used.
     max_items
-        Upper bound on items per sensor.
+        Upper bound on items per sensor. ``None`` (the default) pages to the end of the result.
+        When a bound is set and the search reaches it while more items match, a
+        :class:`~glacierxr.errors.SearchLimitWarning` is issued (and logged) naming the sensor
+        and the limit: the result is then incomplete.
+    limit
+        Items asked per page (the server may cap it lower); larger pages mean fewer round trips.
 
     Returns
     -------
@@ -156,17 +235,39 @@ def search(
         Items per sensor name. Planetary Computer hrefs are signed when the optional
         ``planetary-computer`` package is installed.
 
+    Warns
+    -----
+    SearchLimitWarning
+        When ``max_items`` cut a sensor's result short.
+
     Raises
     ------
-    InvalidBBoxError, InvalidDatetimeError, UnknownSensorError
-        On invalid arguments.
+    InvalidBBoxError, InvalidDatetimeError, UnknownSensorError, InvalidArgumentError
+        On invalid arguments (also: neither or both of ``bbox``/``intersects``, a bad
+        ``max_items`` or ``limit``).
     StacConnectionError
         When the API cannot be reached.
     EmptySearchError
         When a sensor's search returns nothing; the message names collection, bbox and dates.
     """
-    box = validate_bbox(bbox)
+    if (bbox is None) == (intersects is None):
+        raise InvalidArgumentError(
+            "Pass exactly one of bbox=(west, south, east, north) or intersects=<GeoJSON geometry> "
+            f"(got {'neither' if bbox is None else 'both'})."
+        )
+    if intersects is not None:
+        geometry, box = validate_intersects(intersects)
+        where: dict = {"intersects": geometry}
+        place = f"intersects=<{geometry['type']} within {[round(v, 6) for v in box]}>"
+    else:
+        box = validate_bbox(bbox)
+        where = {"bbox": box}
+        place = f"bbox={list(box)}"
     validate_datetime(datetime)
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+        raise InvalidArgumentError(f"max_items={max_items!r} must be a positive integer, or None to page to the end.")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgumentError(f"limit={limit!r} (items per page) must be a positive integer, e.g. 1000.")
     specs = [_sensors.get(s) for s in sensors]
     if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
         raise InvalidArgumentError(f"max_cloud={max_cloud} must be a percentage in [0, 100], e.g. 20.")
@@ -178,7 +279,9 @@ def search(
         collection = _collection_for(client, spec, provider)
         # DEMs are static products stamped with their production date: search them by place only
         when = None if spec.kind == "dem" else datetime
-        kwargs: dict = dict(collections=[collection], bbox=box, datetime=when, max_items=max_items)
+        # one more than asked, so that reaching the limit can be told apart from an exact fit
+        ask = None if max_items is None else max_items + 1
+        kwargs: dict = dict(collections=[collection], datetime=when, max_items=ask, limit=min(limit, ask or limit), **where)
         cloudy = max_cloud is not None and spec.cloud_property is not None
         if cloudy and mode == "filter":
             kwargs["filter"] = {"op": "<=", "args": [{"property": spec.cloud_property}, float(max_cloud)]}
@@ -191,12 +294,21 @@ def search(
             raise StacConnectionError(
                 f"The search of collection {collection!r} at {url!r} failed: {exc}. Check the URL, or retry."
             ) from None
+        if max_items is not None and len(items) > max_items:
+            items = items[:max_items]
+            msg = (
+                f"{spec.name}: the search of collection {collection!r} stopped at max_items={max_items} "
+                f"while more items match {place} and datetime={when!r}; the result is incomplete. Pass "
+                "max_items=None (the default) to page to the end, or a larger max_items."
+            )
+            log.warning(msg)
+            warnings.warn(msg, SearchLimitWarning, stacklevel=2)
         if cloudy:
             items = [it for it in items if float(it.properties.get(spec.cloud_property, 0.0)) <= float(max_cloud)]
         if not items:
             cloud = f" with cloud cover <= {max_cloud} %" if cloudy else ""
             raise EmptySearchError(
-                f"No {spec.name} item found in collection {collection!r} at {url} for bbox={list(box)} and "
+                f"No {spec.name} item found in collection {collection!r} at {url} for {place} and "
                 f"datetime={when!r}{cloud}. Widen the dates or the box, raise max_cloud, or leave "
                 f"{spec.name!r} out of sensors=."
             )

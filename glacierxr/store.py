@@ -11,7 +11,9 @@ survives ``xr.open_zarr(store, decode_coords="all")``.
 
 The fingerprint that decides whether an existing store is "this same array" covers the grid
 (shape, coordinates), the chunks, the dtype and the attributes (for a prediction: model
-token, bands, tile, overlap, version); it does not read data.
+token, bands, window, overlap, version); it does not read data. A prediction's ``window``
+attribute is fingerprinted under its former name ``tile``, so a store interrupted before the
+rename resumes.
 
 Bookkeeping files live on the local filesystem next to the Zarr metadata; remote object stores
 are not supported for resumable writes yet.
@@ -43,12 +45,23 @@ UINT8_SCALE = 1 / 250
 UINT8_FILL = 255
 
 
+def _attrs_for_fingerprint(attrs: dict) -> dict:
+    """``attrs`` with a prediction's ``window`` keyed ``tile``, as predictions were before the rename.
+
+    Stores written by then keep their fingerprint, so an interrupted write still resumes.
+    """
+    if "window" in attrs and "tile" not in attrs and "model_token" in attrs:
+        attrs = {("tile" if k == "window" else k): v for k, v in attrs.items()}
+    return attrs
+
+
 def _fingerprint(da_: xr.DataArray, name: str, dtype: str) -> str:
+
     h = hashlib.sha256()
     info = {
         "name": name, "dtype": dtype, "shape": list(da_.shape), "chunks": [list(c) for c in da_.chunks],
         "x": [float(da_.x[0]), float(da_.x[-1])], "y": [float(da_.y[0]), float(da_.y[-1])],
-        "attrs": {k: str(v) for k, v in sorted(da_.attrs.items())},
+        "attrs": {k: str(v) for k, v in sorted(_attrs_for_fingerprint(da_.attrs).items())},
     }
     h.update(json.dumps(info, sort_keys=True).encode())
     return h.hexdigest()[:24]

@@ -18,6 +18,12 @@ Earth Search or Planetary Computer:
   20 m) as Earth Search v1 ``sentinel-2-l2a`` items; Sentinel-1 RTC linear gamma0 VV/VH with
   speckle as Planetary Computer ``sentinel-1-rtc`` items; a 1-arcsecond geographic DEM as
   ``cop-dem-glo-30``; the true glacier outlines as a GeoPackage.
+* **Layout.** A region inside one UTM zone is written as one item per date on its own grid. A
+  region across a zone boundary (or any region with ``tiling="mgrs"``) is published the way the
+  archives publish it: overlapping MGRS-like Sentinel-2 tiles (``S2B_45RVL_20230801_0_L2A``) and
+  one Sentinel-1 scene per date in each zone's own CRS, exact 1-degree DEM tiles
+  (``Copernicus_DSM_COG_10_N28_00_E089_00_DEM``) and outlines in EPSG:4326, all warped from the
+  one master grid the world is generated on.
 
 Reflectances per class are typical values from the literature (snow/ice spectra after Dozier
 1989 and Painter et al. 2009; debris and rock after Paul et al. 2004; vegetation and turbid
@@ -42,7 +48,7 @@ from scipy import ndimage
 from glacierxr.errors import GridError
 from glacierxr.geo import bounds_of, lonlat_of, utm_crs, xy_of
 
-__all__ = ["Region", "make_region", "CLASSES", "S2_BANDS", "REFLECTANCE", "BACKSCATTER_DB"]
+__all__ = ["Region", "S2Tile", "make_region", "CLASSES", "S2_BANDS", "REFLECTANCE", "BACKSCATTER_DB"]
 
 #: Surface classes of the synthetic world.
 CLASSES = ("rock", "vegetation", "water", "snow", "firn", "ice", "debris", "cloud", "shadow")
@@ -80,12 +86,38 @@ _S1_NODATA = -32768.0
 _S2_OFFSET_BASELINE = "04.00"
 
 
+@dataclass(frozen=True)
+class S2Tile:
+    """One Sentinel-2 tile of a synthetic region: an MGRS-like square in its UTM zone's CRS."""
+
+    code: str
+    """Tile code, e.g. ``'45RVL'`` (zone, latitude band, two grid-square letters); with
+    ``tiling="single"`` the region name in capitals."""
+    crs: str
+    """CRS of the tile's rasters, e.g. ``'EPSG:32645'``."""
+    transform: Affine
+    """Affine transform of the tile's 10 m grid (the 20 m grid has the same origin)."""
+    shape: tuple[int, int]
+    """``(rows, cols)`` of the tile's 10 m grid."""
+    item_ids: list[str] = field(default_factory=list, compare=False)
+    """Ids of the Sentinel-2 items written for this tile (one per date where it has data)."""
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(xmin, ymin, xmax, ymax)`` of the tile in :attr:`crs`."""
+        return bounds_of(self.transform, self.shape)
+
+
 @dataclass
 class Region:
     """A synthetic region written to disk: where its STAC, COGs and truth are, and its geometry.
 
-    ``arrays`` holds the true per-date values the COGs were made from (float32, before
-    quantisation), for tests that check what a reader returns.
+    The world is generated on one master grid (:attr:`crs`, :attr:`transform`, :attr:`shape`).
+    ``arrays`` holds the true per-date values on that grid that the COGs were made from
+    (float32, before quantisation), for tests that check what a reader returns. With
+    ``tiling="mgrs"`` (regions across UTM zones) the COGs are nearest-neighbour warped copies of
+    these arrays in each zone's CRS (the DEM tiles sample the surface bilinearly), so compare
+    through a reader or a rasterised truth, not pixel by pixel.
     """
 
     name: str
@@ -113,7 +145,19 @@ class Region:
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """True values: ``reflectance`` (date, band, y, x) for the 10 m bands, ``b11`` (date, y/2, x/2),
     ``scl`` (date, y/2, x/2), ``vv``/``vh`` (date, y, x), ``elevation`` (y, x), ``glacier`` (y, x),
-    ``debris`` (y, x), ``classes`` (date, y, x)."""
+    ``debris`` (y, x), ``classes`` (date, y, x), ``nodata`` (date, y, x); ``dem`` (the DEM raster
+    written) only with ``tiling="single"``."""
+    tiling: str = "single"
+    """How the rasters are published: ``"single"`` (one item per date on the master grid) or
+    ``"mgrs"`` (per UTM zone: overlapping Sentinel-2 tiles, one Sentinel-1 item per date, 1-degree
+    DEM tiles)."""
+    zones: list[str] = field(default_factory=list)
+    """EPSG codes of the CRSs the optical/radar items are published in, west to east, e.g.
+    ``['EPSG:32645', 'EPSG:32646']``; ``[crs]`` with ``tiling="single"``."""
+    tiles: list[S2Tile] = field(default_factory=list)
+    """The Sentinel-2 tile layout (one tile, the master grid, with ``tiling="single"``)."""
+    truth_crs: str | None = None
+    """CRS of :attr:`truth_path`: ``'EPSG:4326'`` with ``tiling="mgrs"``, :attr:`crs` otherwise."""
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -317,15 +361,18 @@ def _surface_classes(
 # ----------------------------------------------------------------------------- writing
 
 
-def _write_cog(path: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | None) -> None:
+def _write_cog(path: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | None,
+               blocksize: int = 256, sparse: bool = False) -> None:
     import rasterio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(
         driver="COG", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype.name,
-        crs=crs, transform=transform, nodata=nodata, compress="DEFLATE", blocksize=256,
+        crs=crs, transform=transform, nodata=nodata, compress="DEFLATE", blocksize=blocksize,
         overview_resampling="average" if data.dtype.kind == "f" else "nearest",
     )
+    if sparse:
+        profile["sparse_ok"] = True  # blocks all at nodata are not written (GDAL reads them as nodata)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
 
@@ -377,6 +424,248 @@ def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# ----------------------------------------------------------------------------- MGRS-like layout
+
+_LAT_BANDS = "CDEFGHJKLMNPQRSTUVWX"
+_COL_LETTERS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
+_ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
+
+
+def _region_polygon(transform: Affine, shape: tuple[int, int], crs: CRS, n: int = 32):
+    """The master grid's outline in lon/lat, each side densified to ``n`` points (edges curve)."""
+    from shapely.geometry import Polygon
+
+    xmin, ymin, xmax, ymax = bounds_of(transform, shape)
+    t = np.linspace(0.0, 1.0, n, endpoint=False)
+    xs = np.concatenate([xmin + (xmax - xmin) * t, np.full(n, xmax), xmax - (xmax - xmin) * t, np.full(n, xmin)])
+    ys = np.concatenate([np.full(n, ymin), ymin + (ymax - ymin) * t, np.full(n, ymax), ymax - (ymax - ymin) * t])
+    lon, lat = lonlat_of(crs, xs, ys)
+    return Polygon(zip(np.asarray(lon, float), np.asarray(lat, float)))
+
+
+def _zone_number(lon: float) -> int:
+    return min(int((lon + 180.0) // 6.0) + 1, 60)
+
+
+def _zones_of(poly_ll) -> list[str]:
+    """EPSG codes of the UTM zones a lon/lat polygon touches, west to east (hemisphere of its centre)."""
+    west, south, east, north = poly_ll.bounds
+    base = 32600 if (south + north) / 2 >= 0 else 32700
+    return [f"EPSG:{base + k}" for k in range(_zone_number(west), _zone_number(east) + 1)]
+
+
+def _zone_lon_range(code: str) -> tuple[float, float]:
+    """``(west, east)`` longitudes of a UTM zone given as ``'EPSG:326zz'``/``'EPSG:327zz'``."""
+    k = int(code.split(":")[1]) % 100
+    return -180.0 + 6.0 * (k - 1), -180.0 + 6.0 * k
+
+
+def _mgrs_code(zone: int, lat: float, i: int, j: int) -> str:
+    """An MGRS-like code (``45RVL``) for tile column ``i`` / row ``j`` of the scaled-down zone grid.
+
+    Built like MGRS 100 km squares (column letters cycle with the zone set, row letters with an
+    offset of five in even zones), only on the scaled tile grid instead of 100 km.
+    """
+    band = _LAT_BANDS[min(max(int((lat + 80.0) // 8.0), 0), len(_LAT_BANDS) - 1)]
+    col = _COL_LETTERS[(zone - 1) % 3][(i - 1) % 8]
+    row = _ROW_LETTERS[(j + (5 if zone % 2 == 0 else 0)) % 20]
+    return f"{zone:02d}{band}{col}{row}"
+
+
+def _to_lonlat_geom(geom, crs: CRS):
+    """A shapely geometry in ``crs`` as a GeoJSON dict and a bbox list in lon/lat (7 decimals)."""
+    import shapely
+    from shapely.geometry import mapping
+
+    ll = shapely.transform(geom, lambda xy: np.round(np.column_stack(lonlat_of(crs, xy[:, 0], xy[:, 1])), 7))
+    return mapping(ll), [round(float(v), 7) for v in ll.bounds]
+
+
+def _warp(src: np.ndarray, src_transform: Affine, src_crs: CRS, dst_shape: tuple[int, ...], dst_transform: Affine,
+          dst_crs: CRS, nodata: float, resampling: str = "nearest") -> np.ndarray:
+    """``src`` (bands, y, x) or (y, x) warped onto another grid with rasterio; ``nodata`` outside."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    dst = np.full(dst_shape, nodata, dtype=src.dtype)
+    reproject(
+        src, dst, src_transform=src_transform, src_crs=src_crs, dst_transform=dst_transform, dst_crs=dst_crs,
+        src_nodata=nodata, dst_nodata=nodata, resampling=Resampling[resampling], num_threads=1,
+    )
+    return dst
+
+
+def _dem_id(lat: int, lon: int) -> str:
+    ns = f"N{lat:02d}" if lat >= 0 else f"S{-lat:02d}"
+    ew = f"E{lon:03d}" if lon >= 0 else f"W{-lon:03d}"
+    return f"Copernicus_DSM_COG_10_{ns}_00_{ew}_00_DEM"
+
+
+def _publish_mgrs(
+    cog_dir: Path, *, name: str, master: CRS, t10: Affine, shape: tuple[int, int], times: list[dt.datetime],
+    dn10: np.ndarray, dn20: np.ndarray, scl: np.ndarray, vv: np.ndarray, vh: np.ndarray, z: np.ndarray,
+    baseline: str, offset: float, tile_px: int,
+) -> dict:
+    """Write the master-grid world as per-zone S2 tiles, per-zone S1 scenes and 1-degree DEM tiles.
+
+    Returns the STAC items per collection, the region's lon/lat bbox, the DEM bbox, the tile
+    layout and the zones used.
+    """
+    import shapely
+    from shapely.geometry import box
+
+    res = 10.0
+    t20 = Affine(2 * res, 0, t10.c, 0, -2 * res, t10.f)
+    region_ll = _region_polygon(t10, shape, master)
+    lon_w, lat_s, lon_e, lat_n = region_ll.bounds
+    # rounded outward to 1e-7 degrees so that the bbox covers the whole region
+    bbox = [math.floor(lon_w * 1e7) / 1e7, math.floor(lat_s * 1e7) / 1e7,
+            math.ceil(lon_e * 1e7) / 1e7, math.ceil(lat_n * 1e7) / 1e7]
+    zones = _zones_of(region_ll)
+    lat_c = (lat_s + lat_n) / 2
+    size = tile_px * res
+    step = 2 * round(0.45 * tile_px) * res  # ~0.9 of the tile side, on the 20 m grid
+    s2_items: list[dict] = []
+    s1_items: list[dict] = []
+    tiles: list[S2Tile] = []
+    for code in zones:
+        zcrs = CRS.from_user_input(code)
+        znum = int(code.split(":")[1]) % 100
+        west, east = _zone_lon_range(code)
+
+        def to_zone(geom, zcrs=zcrs):
+            return shapely.transform(geom, lambda ll: np.column_stack(xy_of(zcrs, ll[:, 0], ll[:, 1])))
+
+        # the region on this zone's grid, and the part of it inside the zone's own strip
+        region_z = to_zone(_region_polygon(t10, shape, master, n=64)).buffer(0)
+        part_ll = region_ll.intersection(box(west, -90, east, 90))
+        if part_ll.is_empty or part_ll.area == 0:
+            continue
+        part_z = to_zone(part_ll).buffer(60.0)  # 60 m: no gap along the zone line
+        # --- Sentinel-2: square tiles of `size` on a grid of `step`, each holding the world in it
+        xmin, ymin, xmax, ymax = part_z.bounds
+        i_range = range(math.floor((xmin - size) / step) + 1, math.floor(xmax / step) + 1)
+        j_range = range(math.floor(ymin / step) + 1, math.floor((ymax + size) / step) + 1)
+        seen: set[str] = set()
+        for j in reversed(j_range):  # north to south
+            for i in i_range:
+                left, top = i * step, j * step
+                square = box(left, top - size, left + size, top)
+                if not square.intersects(part_z) or square.intersection(region_z).area <= 0:
+                    continue
+                tcode = _mgrs_code(znum, lat_c, i, j)
+                if tcode in seen:
+                    raise GridError(
+                        f"The region spans too many Sentinel-2 tiles of {tile_px} px in {code} for unique "
+                        f"MGRS-like codes ({tcode} twice); pass a larger s2_tile_px."
+                    )
+                seen.add(tcode)
+                tt10 = Affine(res, 0, left, 0, -res, top)
+                tt20 = Affine(2 * res, 0, left, 0, -2 * res, top)
+                geom, gbbox = _to_lonlat_geom(square.intersection(region_z), zcrs)
+                tile = S2Tile(code=tcode, crs=code, transform=tt10, shape=(tile_px, tile_px))
+                for d, t in enumerate(times):
+                    scl_t = _warp(scl[d], t20, master, (tile_px // 2, tile_px // 2), tt20, zcrs, 0)
+                    valid = scl_t > 0
+                    if not valid.any():
+                        continue  # the swath misses this tile on this date: no item, like the archive
+                    iid = f"S2B_{tcode}_{t:%Y%m%d}_0_L2A"
+                    b10 = _warp(dn10[d], t10, master, (4, tile_px, tile_px), tt10, zcrs, _S2_NODATA)
+                    b20 = _warp(dn20[d], t20, master, (tile_px // 2, tile_px // 2), tt20, zcrs, _S2_NODATA)
+                    assets = {}
+                    for k, (band, (key, gsd)) in enumerate(S2_BANDS.items()):
+                        data, tr = (b20, tt20) if band == "B11" else (b10[k], tt10)
+                        path = cog_dir / iid / f"{band}.tif"
+                        _write_cog(path, data, tr, code, _S2_NODATA)
+                        rb = {"nodata": 0, "data_type": "uint16", "spatial_resolution": gsd, "scale": 0.0001, "offset": offset}
+                        assets[key] = _asset(path, tr, data.shape, rb, ["data", "reflectance"])
+                        assets[key]["eo:bands"] = [{"name": band, "common_name": key}]
+                        assets[key]["gsd"] = gsd
+                    path = cog_dir / iid / "SCL.tif"
+                    _write_cog(path, scl_t, tt20, code, 0)
+                    assets["scl"] = _asset(path, tt20, scl_t.shape, {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}, ["data"])
+                    cloud_pct = float(np.isin(scl_t[valid], (8, 9, 10)).mean() * 100)
+                    s2_items.append({
+                        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V11, _RASTER, _EO],
+                        "id": iid, "collection": "sentinel-2-l2a", "geometry": geom, "bbox": gbbox,
+                        "properties": {
+                            "datetime": _iso(t), "platform": "sentinel-2b", "constellation": "sentinel-2",
+                            "instruments": ["msi"], "eo:cloud_cover": round(cloud_pct, 4), "proj:epsg": zcrs.to_epsg(),
+                            "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": False,
+                            "grid:code": f"MGRS-{tcode}", "mgrs:utm_zone": znum, "mgrs:latitude_band": tcode[2],
+                            "mgrs:grid_square": tcode[3:], "s2:nodata_pixel_percentage": round(float((~valid).mean() * 100), 4),
+                        },
+                        "assets": assets, "links": [],
+                    })
+                    tile.item_ids.append(iid)
+                if tile.item_ids:
+                    tiles.append(tile)
+        # --- Sentinel-1: one scene per zone and date, on the zone's grid around its part of the region
+        sx0, sy0, sx1, sy1 = part_z.buffer(600.0).intersection(region_z).bounds
+        sx0, sy1 = math.floor(sx0 / 20) * 20, math.ceil(sy1 / 20) * 20
+        scols, srows = int(math.ceil((sx1 - sx0) / res)), int(math.ceil((sy1 - sy0) / res))
+        ts1 = Affine(res, 0, sx0, 0, -res, sy1)
+        geom, gbbox = _to_lonlat_geom(box(*bounds_of(ts1, (srows, scols))).intersection(region_z), zcrs)
+        for d, t in enumerate(times):
+            t1 = t + dt.timedelta(days=1, hours=7)
+            iid = f"S1A_IW_GRDH_1SDV_{t1:%Y%m%dT%H%M%S}_{name}_{znum:02d}_rtc"
+            both = _warp(np.stack([vv[d], vh[d]]), t10, master, (2, srows, scols), ts1, zcrs, _S1_NODATA)
+            assets = {}
+            for k, key in enumerate(("vv", "vh")):
+                path = cog_dir / iid / f"{key}.tif"
+                _write_cog(path, both[k], ts1, code, _S1_NODATA)
+                assets[key] = _asset(path, ts1, (srows, scols), {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=code)
+            s1_items.append({
+                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
+                "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": gbbox,
+                "properties": {
+                    "datetime": _iso(t1), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
+                    "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
+                    "sar:frequency_band": "C", "sar:observation_direction": "right",
+                    "sat:orbit_state": "descending", "proj:code": code,
+                },
+                "assets": assets, "links": [],
+            })
+    # --- DEM: exact 1-degree tiles at 1 arc-second, the surface sampled where the region is, NaN elsewhere
+    arcsec = 1 / 3600
+    dem_items: list[dict] = []
+    margin = 12 * arcsec  # like the single layout's DEM: a few pixels beyond the region's bbox
+    dw, ds, de, dn_ = lon_w - margin, lat_s - margin, lon_e + margin, lat_n + margin
+    for lat in range(math.floor(ds), math.ceil(dn_)):
+        for lon in range(math.floor(dw), math.ceil(de)):
+            tdem = Affine(arcsec, 0, lon, 0, -arcsec, lat + 1)
+            c0, c1 = max(0, math.floor((dw - lon) * 3600)), min(3600, math.ceil((de - lon) * 3600))
+            r0, r1 = max(0, math.floor((lat + 1 - dn_) * 3600)), min(3600, math.ceil((lat + 1 - ds) * 3600))
+            if c1 <= c0 or r1 <= r0:
+                continue
+            dem = np.full((3600, 3600), np.nan, np.float32)
+            glon, glat = np.meshgrid(lon + (np.arange(c0, c1) + 0.5) * arcsec, lat + 1 - (np.arange(r0, r1) + 0.5) * arcsec)
+            px, py = xy_of(master, glon, glat)
+            col = (px - t10.c) / res - 0.5
+            row = (t10.f - py) / res - 0.5
+            dem[r0:r1, c0:c1] = ndimage.map_coordinates(z, [row, col], order=1, mode="nearest")
+            iid = _dem_id(lat, lon)
+            path = cog_dir / iid / "data.tif"
+            _write_cog(path, dem, tdem, "EPSG:4326", float("nan"), blocksize=1024, sparse=True)
+            dgeom, dbbox = _footprint((lon, lat, lon + 1, lat + 1), "EPSG:4326")
+            dem_items.append({
+                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER],
+                "id": iid, "collection": "cop-dem-glo-30", "geometry": dgeom, "bbox": dbbox,
+                "properties": {"datetime": "2021-04-22T00:00:00Z", "platform": "tandem-x", "proj:code": "EPSG:4326",
+                               "proj:shape": [3600, 3600], "proj:transform": list(tdem)[:6]},
+                "assets": {"data": {
+                    "href": path.resolve().as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "roles": ["data"], "raster:bands": [{"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}],
+                }},
+                "links": [],
+            })
+    dem_bbox = [min(it["bbox"][0] for it in dem_items), min(it["bbox"][1] for it in dem_items),
+                max(it["bbox"][2] for it in dem_items), max(it["bbox"][3] for it in dem_items)]
+    used = [c for c in zones if any(t.crs == c for t in tiles)]
+    return {"s2": s2_items, "s1": s1_items, "dem": dem_items, "bbox": bbox, "dem_bbox": dem_bbox,
+            "tiles": tiles, "zones": used}
+
+
 # ----------------------------------------------------------------------------- main entry
 
 
@@ -392,6 +681,8 @@ def make_region(
     cloud_cover: tuple[float, ...] = (0.0, 0.22, 0.08),
     ela: float | None = None,
     name: str | None = None,
+    tiling: str = "auto",
+    s2_tile_px: int | None = None,
 ) -> Region:
     """Write a seeded synthetic glaciated region as COGs + STAC and return where it lies.
 
@@ -420,17 +711,49 @@ def make_region(
         Equilibrium-line altitude in metres; by default 60 % up the elevation range.
     name
         Item-id prefix; ``f"synth{seed}"`` by default.
+    tiling
+        How the rasters are published. ``"single"``: one Sentinel-2 and one Sentinel-1 item per
+        date on the region's own grid and one DEM item covering it (the classic layout).
+        ``"mgrs"``: like the real archives, per UTM zone the region touches: Sentinel-2 items per
+        overlapping MGRS-like tile in that zone's CRS, one Sentinel-1 item per zone and date, and
+        1-degree Copernicus-style DEM tiles; the true outlines are then written in EPSG:4326.
+        ``"auto"`` (default): ``"mgrs"`` when the region crosses a UTM zone boundary and ``crs``
+        is not given, ``"single"`` otherwise.
+    s2_tile_px
+        Side of the square Sentinel-2 tiles in 10 m pixels for ``tiling="mgrs"`` (even, at least
+        64); tiles sit on a grid of 0.9 times that, so neighbours overlap by ~10 % like the real
+        109.8 km tiles on their 100 km grid. By default 0.6 of the region's longer side.
 
     Returns
     -------
     Region
         Paths, geometry and the true arrays.
+
+    Raises
+    ------
+    GridError
+        When ``shape``, ``dates``, ``tiling`` or ``s2_tile_px`` is invalid.
+
+    Notes
+    -----
+    The world (terrain, glaciers, surfaces per date) is always generated on one master grid, the
+    UTM grid of ``center`` (or ``crs``), and :attr:`Region.arrays` holds it. With
+    ``tiling="mgrs"`` every raster is a copy warped from that grid with
+    :func:`rasterio.warp.reproject`: nearest neighbour for reflectance, SCL and backscatter (so
+    that class boundaries stay crisp), bilinear sampling of the surface for the DEM. Pixels of a
+    tile outside the region are nodata (0 for Sentinel-2, -32768 for Sentinel-1, NaN for the DEM).
     """
     h, w = int(shape[0]), int(shape[1])
     if h < 64 or w < 64 or h % 2 or w % 2:
         raise GridError(f"shape={shape} must be two even sizes of at least 64 pixels, e.g. (1024, 1024).")
     if dates < 1:
         raise GridError(f"dates={dates} must be at least 1.")
+    if tiling not in ("auto", "single", "mgrs"):
+        raise GridError(f"tiling={tiling!r} is not supported; use 'auto', 'single' or 'mgrs'.")
+    if s2_tile_px is not None and not (
+        isinstance(s2_tile_px, int | np.integer) and s2_tile_px >= 64 and s2_tile_px % 2 == 0
+    ):
+        raise GridError(f"s2_tile_px={s2_tile_px!r} must be an even number of pixels, at least 64, e.g. 512.")
     out = Path(out_dir)
     name = name or f"synth{seed}"
     rng = np.random.default_rng(seed)
@@ -444,6 +767,10 @@ def make_region(
     t10 = Affine(res, 0, x0, 0, -res, y1)
     t20 = Affine(2 * res, 0, x0, 0, -2 * res, y1)
     south = lat0 < 0
+    mode = tiling
+    if mode == "auto":
+        mode = "mgrs" if crs is None and len(_zones_of(_region_polygon(t10, (h, w), target))) > 1 else "single"
+    tile_px = int(s2_tile_px) if s2_tile_px is not None else max(64, 2 * round(0.3 * max(h, w)))
 
     # --- static world
     z = _terrain(rng, (h, w))
@@ -513,99 +840,118 @@ def make_region(
 
     # --- write COGs and STAC
     cog_dir, stac_dir, truth_dir = out / "cogs", out / "stac", out / "truth"
-    region_bounds = bounds_of(t10, (h, w))
-    geom, bbox = _footprint(region_bounds, crs_str)
-    ids: dict[str, list[str]] = {"sentinel-2-l2a": [], "sentinel-1-rtc": [], "cop-dem-glo-30": []}
-    s2_items, s1_items = [], []
-    for d, t in enumerate(times):
-        iid = f"S2B_{name}_{t:%Y%m%d}_0_L2A"
-        assets = {}
-        for i, (band, (key, gsd)) in enumerate(S2_BANDS.items()):
-            values = b11[d] if band == "B11" else refl[d, i]
-            mask = nodata20[d] if band == "B11" else nodata10[d]
-            dn = np.clip(np.round((values - offset) * 10000), 1, 65535).astype(np.uint16)
-            dn[mask] = _S2_NODATA
-            path = cog_dir / iid / f"{band}.tif"
-            tr = t20 if gsd == 20 else t10
-            _write_cog(path, dn, tr, crs_str, _S2_NODATA)
-            rb = {"nodata": 0, "data_type": "uint16", "spatial_resolution": gsd, "scale": 0.0001, "offset": offset}
-            assets[key] = _asset(path, tr, dn.shape, rb, ["data", "reflectance"])
-            assets[key]["eo:bands"] = [{"name": band, "common_name": key if key != "swir16" else "swir16"}]
-            assets[key]["gsd"] = gsd
-        path = cog_dir / iid / "SCL.tif"
-        _write_cog(path, scl[d], t20, crs_str, 0)
-        assets["scl"] = _asset(path, t20, scl[d].shape, {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}, ["data"])
-        valid = scl[d] > 0
-        cloud_pct = float(np.isin(scl[d][valid], (8, 9, 10)).mean() * 100) if valid.any() else 100.0
-        s2_items.append({
-            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V11, _RASTER, _EO],
-            "id": iid, "collection": "sentinel-2-l2a", "geometry": geom, "bbox": bbox,
-            "properties": {
-                "datetime": _iso(t), "platform": "sentinel-2b", "constellation": "sentinel-2",
-                "instruments": ["msi"], "eo:cloud_cover": round(cloud_pct, 4), "proj:epsg": target.to_epsg(),
-                "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": False,
-                "grid:code": f"MGRS-{name.upper()}",
-            },
-            "assets": assets, "links": [],
-        })
-        ids["sentinel-2-l2a"].append(iid)
+    tiles: list[S2Tile] = []
+    zones = [crs_str]
+    dem = None
+    if mode == "mgrs":
+        dn10 = np.clip(np.round((refl - offset) * 10000), 1, 65535).astype(np.uint16)
+        dn10[np.broadcast_to(nodata10[:, None], dn10.shape)] = _S2_NODATA
+        dn20 = np.clip(np.round((b11 - offset) * 10000), 1, 65535).astype(np.uint16)
+        dn20[nodata20] = _S2_NODATA
+        pub = _publish_mgrs(
+            cog_dir, name=name, master=target, t10=t10, shape=(h, w), times=times, dn10=dn10, dn20=dn20,
+            scl=scl, vv=vv, vh=vh, z=z, baseline=baseline, offset=offset, tile_px=tile_px,
+        )
+        s2_items, s1_items, dem_items = pub["s2"], pub["s1"], pub["dem"]
+        bbox, dbbox, tiles, zones = pub["bbox"], pub["dem_bbox"], pub["tiles"], pub["zones"]
+        ids = {cid: [it["id"] for it in items] for cid, items in
+               (("sentinel-2-l2a", s2_items), ("sentinel-1-rtc", s1_items), ("cop-dem-glo-30", dem_items))}
+    else:
+        region_bounds = bounds_of(t10, (h, w))
+        geom, bbox = _footprint(region_bounds, crs_str)
+        ids: dict[str, list[str]] = {"sentinel-2-l2a": [], "sentinel-1-rtc": [], "cop-dem-glo-30": []}
+        s2_items, s1_items = [], []
+        for d, t in enumerate(times):
+            iid = f"S2B_{name}_{t:%Y%m%d}_0_L2A"
+            assets = {}
+            for i, (band, (key, gsd)) in enumerate(S2_BANDS.items()):
+                values = b11[d] if band == "B11" else refl[d, i]
+                mask = nodata20[d] if band == "B11" else nodata10[d]
+                dn = np.clip(np.round((values - offset) * 10000), 1, 65535).astype(np.uint16)
+                dn[mask] = _S2_NODATA
+                path = cog_dir / iid / f"{band}.tif"
+                tr = t20 if gsd == 20 else t10
+                _write_cog(path, dn, tr, crs_str, _S2_NODATA)
+                rb = {"nodata": 0, "data_type": "uint16", "spatial_resolution": gsd, "scale": 0.0001, "offset": offset}
+                assets[key] = _asset(path, tr, dn.shape, rb, ["data", "reflectance"])
+                assets[key]["eo:bands"] = [{"name": band, "common_name": key if key != "swir16" else "swir16"}]
+                assets[key]["gsd"] = gsd
+            path = cog_dir / iid / "SCL.tif"
+            _write_cog(path, scl[d], t20, crs_str, 0)
+            assets["scl"] = _asset(path, t20, scl[d].shape, {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}, ["data"])
+            valid = scl[d] > 0
+            cloud_pct = float(np.isin(scl[d][valid], (8, 9, 10)).mean() * 100) if valid.any() else 100.0
+            s2_items.append({
+                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V11, _RASTER, _EO],
+                "id": iid, "collection": "sentinel-2-l2a", "geometry": geom, "bbox": bbox,
+                "properties": {
+                    "datetime": _iso(t), "platform": "sentinel-2b", "constellation": "sentinel-2",
+                    "instruments": ["msi"], "eo:cloud_cover": round(cloud_pct, 4), "proj:epsg": target.to_epsg(),
+                    "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": False,
+                    "grid:code": f"MGRS-{name.upper()}",
+                },
+                "assets": assets, "links": [],
+            })
+            ids["sentinel-2-l2a"].append(iid)
 
-        t1 = t + dt.timedelta(days=1, hours=7)
-        iid = f"S1A_IW_GRDH_1SDV_{t1:%Y%m%dT%H%M%S}_{name}_rtc"
-        assets = {}
-        for key, arr in (("vv", vv[d]), ("vh", vh[d])):
-            path = cog_dir / iid / f"{key}.tif"
-            _write_cog(path, arr, t10, crs_str, _S1_NODATA)
-            assets[key] = _asset(path, t10, arr.shape, {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=crs_str)
-        s1_items.append({
-            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
-            "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": bbox,
-            "properties": {
-                "datetime": _iso(t1), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
-                "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
-                "sar:frequency_band": "C", "sar:observation_direction": "right",
-                "sat:orbit_state": "descending", "proj:code": crs_str,
-            },
-            "assets": assets, "links": [],
-        })
-        ids["sentinel-1-rtc"].append(iid)
+            t1 = t + dt.timedelta(days=1, hours=7)
+            iid = f"S1A_IW_GRDH_1SDV_{t1:%Y%m%dT%H%M%S}_{name}_rtc"
+            assets = {}
+            for key, arr in (("vv", vv[d]), ("vh", vh[d])):
+                path = cog_dir / iid / f"{key}.tif"
+                _write_cog(path, arr, t10, crs_str, _S1_NODATA)
+                assets[key] = _asset(path, t10, arr.shape, {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=crs_str)
+            s1_items.append({
+                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
+                "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": bbox,
+                "properties": {
+                    "datetime": _iso(t1), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
+                    "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
+                    "sar:frequency_band": "C", "sar:observation_direction": "right",
+                    "sat:orbit_state": "descending", "proj:code": crs_str,
+                },
+                "assets": assets, "links": [],
+            })
+            ids["sentinel-1-rtc"].append(iid)
 
-    # DEM: 1 arc-second geographic grid like Copernicus GLO-30, sampled from the true surface
-    arcsec = 1 / 3600
-    lw, ls, le, ln = bbox
-    dw, dn_ = math.floor(lw / arcsec) * arcsec - 4 * arcsec, math.ceil(ln / arcsec) * arcsec + 4 * arcsec
-    dcols = int(math.ceil((le - dw) / arcsec)) + 8
-    drows = int(math.ceil((dn_ - ls) / arcsec)) + 8
-    tdem = Affine(arcsec, 0, dw, 0, -arcsec, dn_)
-    lons = dw + (np.arange(dcols) + 0.5) * arcsec
-    lats = dn_ - (np.arange(drows) + 0.5) * arcsec
-    glon, glat = np.meshgrid(lons, lats)
-    px, py = xy_of(target, glon, glat)
-    col = (px - x0) / res - 0.5
-    row = (y1 - py) / res - 0.5
-    dem = ndimage.map_coordinates(z, [row, col], order=1, mode="nearest").astype(np.float32)
-    iid = f"Copernicus_DSM_COG_10_{name}_DEM"
-    path = cog_dir / iid / "data.tif"
-    _write_cog(path, dem, tdem, "EPSG:4326", None)
-    dgeom, dbbox = _footprint(bounds_of(tdem, dem.shape), "EPSG:4326")
-    dem_item = {
-        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER],
-        "id": iid, "collection": "cop-dem-glo-30", "geometry": dgeom, "bbox": dbbox,
-        "properties": {"datetime": "2021-04-22T00:00:00Z", "platform": "tandem-x", "proj:code": "EPSG:4326",
-                       "proj:shape": [drows, dcols], "proj:transform": list(tdem)[:6]},
-        "assets": {"data": {
-            "href": path.resolve().as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            "roles": ["data"], "raster:bands": [{"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}],
-        }},
-        "links": [],
-    }
-    ids["cop-dem-glo-30"].append(iid)
+        # DEM: 1 arc-second geographic grid like Copernicus GLO-30, sampled from the true surface
+        arcsec = 1 / 3600
+        lw, ls, le, ln = bbox
+        dw, dn_ = math.floor(lw / arcsec) * arcsec - 4 * arcsec, math.ceil(ln / arcsec) * arcsec + 4 * arcsec
+        dcols = int(math.ceil((le - dw) / arcsec)) + 8
+        drows = int(math.ceil((dn_ - ls) / arcsec)) + 8
+        tdem = Affine(arcsec, 0, dw, 0, -arcsec, dn_)
+        lons = dw + (np.arange(dcols) + 0.5) * arcsec
+        lats = dn_ - (np.arange(drows) + 0.5) * arcsec
+        glon, glat = np.meshgrid(lons, lats)
+        px, py = xy_of(target, glon, glat)
+        col = (px - x0) / res - 0.5
+        row = (y1 - py) / res - 0.5
+        dem = ndimage.map_coordinates(z, [row, col], order=1, mode="nearest").astype(np.float32)
+        iid = f"Copernicus_DSM_COG_10_{name}_DEM"
+        path = cog_dir / iid / "data.tif"
+        _write_cog(path, dem, tdem, "EPSG:4326", None)
+        dgeom, dbbox = _footprint(bounds_of(tdem, dem.shape), "EPSG:4326")
+        dem_item = {
+            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER],
+            "id": iid, "collection": "cop-dem-glo-30", "geometry": dgeom, "bbox": dbbox,
+            "properties": {"datetime": "2021-04-22T00:00:00Z", "platform": "tandem-x", "proj:code": "EPSG:4326",
+                           "proj:shape": [drows, dcols], "proj:transform": list(tdem)[:6]},
+            "assets": {"data": {
+                "href": path.resolve().as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"], "raster:bands": [{"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}],
+            }},
+            "links": [],
+        }
+        ids["cop-dem-glo-30"].append(iid)
+        dem_items = [dem_item]
+        tiles = [S2Tile(code=name.upper(), crs=crs_str, transform=t10, shape=(h, w), item_ids=list(ids["sentinel-2-l2a"]))]
 
     interval = [_iso(times[0]), _iso(times[-1] + dt.timedelta(days=2))]
     collections = {
         "sentinel-2-l2a": (_collection("sentinel-2-l2a", "Sentinel-2 Level-2A", bbox, interval, [_PROJ_V11, _RASTER, _EO]), s2_items),
         "sentinel-1-rtc": (_collection("sentinel-1-rtc", "Sentinel-1 Radiometrically Terrain Corrected (RTC)", bbox, interval, [_PROJ_V2, _RASTER, _SAR]), s1_items),
-        "cop-dem-glo-30": (_collection("cop-dem-glo-30", "Copernicus DEM GLO-30", dbbox, ["2021-04-22T00:00:00Z", None], [_PROJ_V2, _RASTER]), [dem_item]),
+        "cop-dem-glo-30": (_collection("cop-dem-glo-30", "Copernicus DEM GLO-30", dbbox, ["2021-04-22T00:00:00Z", None], [_PROJ_V2, _RASTER]), dem_items),
     }
     for cid, (coll, items) in collections.items():
         folder = stac_dir / cid
@@ -616,21 +962,32 @@ def make_region(
     # --- truth
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth_path = truth_dir / "glaciers.gpkg"
-    _write_outlines(truth_path, ice, debris, z, t10, crs_str)
+    truth_crs = "EPSG:4326" if mode == "mgrs" else crs_str
+    _write_outlines(truth_path, ice, debris, z, t10, crs_str, out_crs=truth_crs, zones=zones if mode == "mgrs" else None)
     np.savez_compressed(truth_dir / "masks.npz", glacier=ice, debris=debris, water=water)
 
     first, last = times[0].date(), (times[-1] + dt.timedelta(days=2)).date()
+    arrays = {"reflectance": refl, "b11": b11, "scl": scl, "vv": vv, "vh": vh, "elevation": z.astype(np.float32),
+              "dem": dem, "glacier": ice, "debris": debris, "classes": classes, "nodata": nodata10}
+    if dem is None:
+        del arrays["dem"]
     return Region(
         name=name, root=out, bbox=tuple(bbox), datetime=f"{first.isoformat()}/{last.isoformat()}",
         crs=crs_str, transform=t10, shape=(h, w), dates=times, stac_dir=stac_dir, truth_path=truth_path,
-        collections=ids,
-        arrays={"reflectance": refl, "b11": b11, "scl": scl, "vv": vv, "vh": vh, "elevation": z.astype(np.float32),
-                "dem": dem, "glacier": ice, "debris": debris, "classes": classes, "nodata": nodata10},
+        collections=ids, arrays=arrays, tiling=mode, zones=list(zones), tiles=tiles, truth_crs=truth_crs,
     )
 
 
-def _write_outlines(path: Path, ice: np.ndarray, debris: np.ndarray, z: np.ndarray, transform: Affine, crs: str) -> None:
-    """Polygonise the glacier mask (nunataks as holes) into a GeoPackage with simple attributes."""
+def _write_outlines(
+    path: Path, ice: np.ndarray, debris: np.ndarray, z: np.ndarray, transform: Affine, crs: str,
+    *, out_crs: str | None = None, zones: list[str] | None = None,
+) -> None:
+    """Polygonise the glacier mask (nunataks as holes) into a GeoPackage with simple attributes.
+
+    Areas are measured on the master grid (``crs``); the outlines are then written in
+    ``out_crs``. With ``zones`` (EPSG codes of UTM zones) each glacier gets a ``zones`` column
+    naming the zones it lies in, comma-separated (two for a glacier across a zone boundary).
+    """
     import geopandas as gpd
     from rasterio import features
     from shapely.geometry import shape as to_shape
@@ -649,6 +1006,15 @@ def _write_outlines(path: Path, ice: np.ndarray, debris: np.ndarray, z: np.ndarr
     if len(gdf):
         gdf = gdf.dissolve(by="glac_id", aggfunc="first").reset_index()
     gdf["area_km2"] = gdf.geometry.area / 1e6
+    if out_crs is not None and CRS.from_user_input(out_crs) != CRS.from_user_input(crs):
+        gdf = gdf.to_crs(out_crs)
+    if zones is not None:
+        from shapely.geometry import box
+
+        ll = gdf.to_crs("EPSG:4326").geometry
+        strips = {code: box(west, -90, east, 90) for code, (west, east) in
+                  ((c, _zone_lon_range(c)) for c in zones)}
+        gdf["zones"] = [",".join(c for c, strip in strips.items() if g.intersects(strip)) for g in ll]
     if path.exists():
         path.unlink()
     gdf.to_file(path, layer="glaciers", driver="GPKG")

@@ -39,17 +39,19 @@ from shapely.geometry import Polygon, shape
 
 from glacierxr.errors import CRSError, InvalidArgumentError
 
-__all__ = ["outlines"]
+__all__ = ["outlines", "raster_pieces", "canonical"]
 
 _FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
 #: Pixel space is shifted by one pixel: rasterio warns on an identity transform (chunk at 0, 0).
 _SHIFT = 1
 
 
-def _pieces(block: np.ndarray, r0: int, c0: int, height: int, width: int, threshold: float,
+def _pieces(block: np.ndarray, r0: int, c0: int, frame: tuple[int, int, int, int], threshold: float,
             labels: bool, with_stats: bool) -> list[tuple]:
     """Polygons of one chunk in global pixel coordinates, with stats and a border flag.
 
+    ``frame`` is ``(top, left, bottom, right)`` of the whole raster in the same pixel
+    coordinates; a piece touching a chunk edge that is not a frame edge is a border piece.
     Returns tuples ``(polygon, value, sum, count, touches_internal_border)``.
     """
     if labels:
@@ -79,8 +81,9 @@ def _pieces(block: np.ndarray, r0: int, c0: int, height: int, width: int, thresh
             continue
         poly = shape(geom)
         x0, y0, x1, y1 = (v - _SHIFT for v in poly.bounds)
-        border = (y0 == r0 and r0 > 0) or (x0 == c0 and c0 > 0) or (y1 == r0 + h and r0 + h < height) or (
-            x1 == c0 + w and c0 + w < width)
+        top, left, bottom, right = frame
+        border = (y0 == r0 and r0 > top) or (x0 == c0 and c0 > left) or (y1 == r0 + h and r0 + h < bottom) or (
+            x1 == c0 + w and c0 + w < right)
         v = int(value)
         s, n = (float(sums[v - 1]), float(counts[v - 1])) if sums is not None else (0.0, 0.0)
         out.append((poly, v if labels else 0, s, n, bool(border)))
@@ -136,6 +139,55 @@ def _metric_area_km2(gdf: gpd.GeoDataFrame) -> np.ndarray:
     if crs.is_geographic or (crs.axis_info and crs.axis_info[0].unit_name not in ("metre", "meter")):
         gdf = gdf.to_crs(gdf.estimate_utm_crs())
     return gdf.geometry.area.to_numpy() / 1e6
+
+
+def canonical(poly_px):
+    """A pixel-space polygon in one canonical form: collinear vertices dropped, then normalised.
+
+    Pieces stitched across chunk or tile borders keep vertices where the border was; this form
+    makes a glacier's geometry independent of where the borders were.
+    """
+    return shapely.normalize(shapely.simplify(poly_px, 0.0))
+
+
+def raster_pieces(data: da.Array, *, origin: tuple[int, int] = (0, 0), threshold: float = 0.5
+                  ) -> list[tuple[object, float, float, bool]]:
+    """4-connected glacier polygons of a float raster in lattice pixel coordinates, stitched across its chunks.
+
+    Parameters
+    ----------
+    data
+        ``(y, x)`` probability (or 0/1) raster, Dask-backed; its chunks are polygonised in parallel.
+    origin
+        ``(row, col)`` of the raster's top-left pixel on a larger lattice (e.g. a UTM zone's), so
+        that rasters cut from one lattice give polygons whose shared edges coincide exactly.
+    threshold
+        Glacier where ``value >= threshold``.
+
+    Returns
+    -------
+    list of tuple
+        ``(polygon, sum, count, touches_edge)`` per glacier: the polygon in lattice pixel
+        coordinates (x = column, y = row, in :func:`canonical` form), the sum of the raster's
+        values and the pixel count over it (for a mean probability), and whether it touches
+        the raster's outer edge (a piece whose glacier may continue beyond it).
+    """
+    r_org, c_org = origin
+    height, width = data.shape
+    frame = (r_org, c_org, r_org + height, c_org + width)
+    rows, cols = np.cumsum((0,) + data.chunks[0]), np.cumsum((0,) + data.chunks[1])
+    blocks = data.to_delayed()
+    tasks = [
+        dask.delayed(_pieces)(blocks[i, j], r_org + int(rows[i]), c_org + int(cols[j]), frame, threshold, False, True)
+        for i in range(blocks.shape[0]) for j in range(blocks.shape[1])
+    ]
+    merged = _stitch([p for chunk in dask.compute(*tasks) for p in chunk])
+    out = []
+    for poly, _, s, n, _ in merged:
+        x0, y0, x1, y1 = (v - _SHIFT for v in poly.bounds)
+        edge = y0 == r_org or x0 == c_org or y1 == r_org + height or x1 == c_org + width
+        out.append((canonical(shapely.affinity.translate(poly, -_SHIFT, -_SHIFT)), s, n, bool(edge)))
+    return out
 
 
 def outlines(
@@ -212,7 +264,8 @@ def outlines(
     rows, cols = np.cumsum((0,) + data.chunks[0]), np.cumsum((0,) + data.chunks[1])
     blocks = data.to_delayed()
     tasks = [
-        dask.delayed(_pieces)(blocks[i, j], int(rows[i]), int(cols[j]), height, width, threshold, labels, with_stats)
+        dask.delayed(_pieces)(blocks[i, j], int(rows[i]), int(cols[j]), (0, 0, height, width), threshold, labels,
+                              with_stats)
         for i in range(blocks.shape[0]) for j in range(blocks.shape[1])
     ]
     pieces = [p for chunk in dask.compute(*tasks) for p in chunk]

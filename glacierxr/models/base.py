@@ -210,7 +210,7 @@ class GlacierModel(nn.Module):
     output_stride
         H and W of the input must be multiples of this.
     recommended_overlap
-        Pixels of context a tiled predictor should add around each tile.
+        Pixels of context a sliding-window predictor should add around each window.
     default_tta
         Whether test-time augmentation is advised for this model.
     """
@@ -227,7 +227,8 @@ class GlacierModel(nn.Module):
     normalization: dict[str, tuple[float, float]]
     #: Input H and W must be multiples of this.
     output_stride: int
-    #: Halo (pixels) a tiled predictor should use.
+    #: Halo (pixels) a sliding-window predictor should use.
+
     recommended_overlap: int
     #: Whether the predictor should use test-time augmentation by default.
     default_tta: bool

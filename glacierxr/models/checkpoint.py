@@ -20,14 +20,23 @@ import math
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
+
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from glacierxr.errors import CheckpointError, CheckpointNotFoundError, CheckpointVersionError, UnknownModelError
+from glacierxr.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    CheckpointVersionError,
+    InvalidArgumentError,
+    UnknownModelError,
+)
+
 from glacierxr.models.base import GlacierModel, ModelConfigError
 
 __all__ = [
@@ -239,7 +248,8 @@ def _load_weights(model: GlacierModel, state: dict, path: Path) -> None:
 
 
 def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *,
-             provenance: Mapping[str, Any] | None = None, tile_size: int | None = None) -> dict[str, Any]:
+             provenance: Mapping[str, Any] | None = None, window_size: int | None = None,
+             tile_size: int | None = None) -> dict[str, Any]:
     """A STAC Item (MLM extension v1.4.0) describing ``model``.
 
     Parameters
@@ -250,9 +260,12 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         Checkpoint path; the Item's ``model`` asset points to it by file name (relative href).
     provenance
         Provenance to report (defaults to the model's); ``created`` becomes the Item's datetime.
+    window_size
+        Suggested prediction window side in the input shape. Default: ``provenance["window_size"]``
+        (or the older ``provenance["tile_size"]``) or 512. Any multiple of
+        :attr:`~GlacierModel.output_stride` works; the description says so.
     tile_size
-        Suggested tile side in the input shape. Default: ``provenance["tile_size"]`` or 512. Any
-        multiple of :attr:`~GlacierModel.output_stride` works; the description says so.
+        Deprecated alias of ``window_size`` (emits a :class:`FutureWarning`).
 
     Returns
     -------
@@ -264,8 +277,14 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
     prov = dict(provenance if provenance is not None else getattr(model, "provenance", {}))
     created = prov.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace(
         "+00:00", "Z")
-    tile = int(tile_size or prov.get("tile_size") or 512)
-    tile = max(model.output_stride, math.ceil(tile / model.output_stride) * model.output_stride)
+    if tile_size is not None:
+        if window_size is not None:
+            raise InvalidArgumentError("mlm_item got both window_size= and its deprecated alias tile_size=; "
+                                   "pass only window_size=.")
+        warnings.warn("tile_size= is deprecated, use window_size=", FutureWarning, stacklevel=2)
+        window_size = tile_size
+    window = int(window_size or prov.get("window_size") or prov.get("tile_size") or 512)
+    window = max(model.output_stride, math.ceil(window / model.output_stride) * model.output_stride)
     n_params = sum(p.numel() for p in model.parameters())
     n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     name = Path(checkpoint).name if checkpoint is not None else f"{model.arch}.pt"
@@ -273,7 +292,7 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
     description = (
         f"glacierxr {model.arch} ({model.preset} preset): glacier / background segmentation. Input: the bands "
         f"{', '.join(model.bands)} as float32, each z-scored with value_scaling; height and width any multiple of "
-        f"{model.output_stride}; recommended tile overlap {model.recommended_overlap} px. Output: logits of "
+        f"{model.output_stride}; recommended window overlap {model.recommended_overlap} px. Output: logits of "
         "(background, glacier); softmax over the class axis gives the glacier probability."
     )
     properties: dict[str, Any] = {
@@ -294,7 +313,7 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         "mlm:input": [{
             "name": "bands",
             "bands": list(model.bands),
-            "input": {"shape": [-1, c, tile, tile], "dim_order": ["batch", "bands", "height", "width"],
+            "input": {"shape": [-1, c, window, window], "dim_order": ["batch", "bands", "height", "width"],
                       "data_type": "float32"},
             "value_scaling": [{"type": "z-score", "mean": m, "stddev": s}
                               for m, s in (model.normalization[b] for b in model.bands)],
@@ -304,7 +323,7 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         "mlm:output": [{
             "name": "glacier_logits",
             "tasks": ["semantic-segmentation"],
-            "result": {"shape": [-1, model.num_classes, tile, tile],
+            "result": {"shape": [-1, model.num_classes, window, window],
                        "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
             "classification:classes": [
                 {"value": 0, "name": "background", "description": "not glacier"},

@@ -17,7 +17,7 @@ Example config::
     chip = 64              # chip side (px)
     lr = 1e-3
     seeds = [0]
-    tile = 128             # prediction tile and overlap (px)
+    window = 128           # prediction window and overlap (px); older configs say tile = 128
     overlap = 32
 
     [train]
@@ -39,6 +39,8 @@ import os
 import statistics
 import time
 import tomllib
+import warnings
+
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,7 @@ BAND_GROUPS: dict[str, tuple[str, ...]] = {
 }
 _RATIO_BANDS = ("B03", "B04", "B08", "B11")
 _DEFAULTS = {"preset": "tiny", "epochs": 8, "chip": 64, "lr": 1e-3, "batch_size": 4, "seeds": [0],
-             "tile": 128, "overlap": 32, "val_fraction": 0.3, "chunks": 256}
+             "window": 128, "overlap": 32, "val_fraction": 0.3, "chunks": 256}
 
 
 def bands_of(combination: str, groups: Mapping[str, Sequence[str]] = BAND_GROUPS) -> tuple[str, ...]:
@@ -165,7 +167,7 @@ def _one_run(model_name: str, combo: str, seed: int, cfg: Mapping[str, Any], tra
                       s_per_epoch=statistics.fmean(h["seconds"] for h in hist), epochs=len(hist),
                       val_miou=max(h["miou"] or 0.0 for h in hist))
     t = time.perf_counter()
-    prob = test.cube.glacier.predict(model, tile=int(cfg["tile"]), overlap=int(cfg["overlap"])).compute()
+    prob = test.cube.glacier.predict(model, window=int(cfg["window"]), overlap=int(cfg["overlap"])).compute()
     record["predict_s"] = time.perf_counter() - t
     record.update(_score(prob, test))
     return record
@@ -194,12 +196,14 @@ def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.
     if not isinstance(config, Mapping):
         with open(config, "rb") as f:
             config = tomllib.load(f)
-    cfg = {**_DEFAULTS, **config}
+    cfg = {**_DEFAULTS, **_renamed_keys(config, "the experiment config")}
     for key in ("train", "test", "table"):
         if key not in cfg:
             raise InvalidArgumentError(f"the experiment config has no [{key}] section; see "
                                        "glacierxr.training.experiment for an example.")
     tables = cfg["table"] if isinstance(cfg["table"], list) else [cfg["table"]]
+    tables = [_renamed_keys(t, f"[[table]] {t.get('title', '')!r}") for t in tables]
+
     for t in tables:
         for combo in t.get("bands", ["ABCD"]):
             bands_of(combo, cfg.get("groups", BAND_GROUPS))  # fail before hours of training
@@ -234,11 +238,23 @@ def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.
 
 
 #: Keys a ``[[table]]`` may set for its own runs, overriding the top level.
-_TABLE_KEYS = ("preset", "epochs", "chip", "lr", "batch_size", "seeds", "tile", "overlap", "val_fraction")
+_TABLE_KEYS = ("preset", "epochs", "chip", "lr", "batch_size", "seeds", "window", "overlap", "val_fraction")
+
+
+def _renamed_keys(config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``config`` with the deprecated key ``tile`` read as ``window`` (with a FutureWarning)."""
+    config = dict(config)
+    if "tile" in config:
+        if "window" in config:
+            raise InvalidArgumentError(f"{where} sets both window and its deprecated alias tile; keep only window.")
+        warnings.warn(f"{where}: tile = ... is deprecated, use window = ...", FutureWarning, stacklevel=3)
+        config["window"] = config.pop("tile")
+    return config
 
 
 def _table_config(cfg: Mapping[str, Any], table: Mapping[str, Any]) -> dict[str, Any]:
     return {**cfg, **{k: table[k] for k in _TABLE_KEYS if k in table}}
+
 
 
 def _fmt(values: list[float | None], digits: int = 3) -> str:

@@ -83,7 +83,7 @@ def ctx(region, stac_url, tmp_path_factory):
     items = gx.search(stac_url, bbox=region.bbox, datetime=region.datetime, sensors=("sentinel-2", "dem"))
     cube = gx.open_cube(items, bbox=region.bbox, chunks=128)
     band_ratio = gx.models.create("band-ratio", bands=BANDS)
-    prob = cube.glacier.predict(band_ratio, tile=128, overlap=32).compute()
+    prob = cube.glacier.predict(band_ratio, window=128, overlap=32).compute()
     dem = cube["elevation"].compute()
     outlines = prob.glacier.outlines(min_area_km2=0)
     assert len(outlines) and prob.rio.crs is not None and dem.rio.crs is not None
@@ -159,7 +159,7 @@ def _search(c, **kw):
 
 
 def _predict(c, **kw):
-    args = dict(tile=128, overlap=32)
+    args = dict(window=128, overlap=32)
     args.update(kw)
     return c.cube.glacier.predict(args.pop("model", c.unet), **args)
 
@@ -181,7 +181,7 @@ def _outlines_without_crs(c):
 
 def _store_with_other_array(c, ws):
     other = c.prob.copy()
-    other.attrs = {**c.prob.attrs, "tile": 256}
+    other.attrs = {**c.prob.attrs, "window": 256}
     other.glacier.to_zarr(ws / "run" / "probability.zarr")
 
 
@@ -217,10 +217,10 @@ API = [
     Case("model-bands-missing-from-cube",
          lambda c, ws: _predict(c, model=gx.models.create("unet", preset="tiny", bands=["B03", "VV"])),
          MissingBandError, r"lacks band\(s\) \['VV'\].*Add the sensor to the search, or create the model with bands="),
-    Case("tile-not-a-multiple-of-stride", lambda c, ws: _predict(c, tile=100), InputShapeError,
-         r"tile=100 must be a positive multiple of the model's output stride 16; use tile=96 or tile=112"),
+    Case("window-not-a-multiple-of-stride", lambda c, ws: _predict(c, window=100), InputShapeError,
+         r"window=100 must be a positive multiple of the model's output stride 16; use window=96 or window=112"),
     Case("overlap-too-large", lambda c, ws: _predict(c, overlap=96), InputShapeError,
-         r"overlap=96 must be a whole number of pixels between 0 and half the tile \(64\)"),
+         r"overlap=96 must be a whole number of pixels between 0 and half the window \(64\)"),
     Case("overlap-negative", lambda c, ws: _predict(c, overlap=-8), InputShapeError, r"overlap=-8 must be .* between 0"),
     Case("predict-chunks-zero", lambda c, ws: _predict(c, chunks=0), GridError,
          r"chunks=0 must be a positive number of pixels \(e.g. 2048\)"),
@@ -288,7 +288,7 @@ def test_api_bad_input(ctx, ws, case):
 
 def _inventory_args(c, ws, *extra, stac=None, out="new-run", bbox=None, **opts) -> list[str]:
     """``glacierxr inventory`` with valid small-region defaults, overridden by ``opts``."""
-    values = {"--stac": stac or c.url, "--datetime": c.dt, "--out": str(ws / out), "--chunk": "128", "--tile": "128",
+    values = {"--stac": stac or c.url, "--datetime": c.dt, "--out": str(ws / out), "--chunk": "128", "--window": "128",
               "--overlap": "32", "--min-area": "0.01"}
     values.update({f"--{k.replace('_', '-')}": str(v) for k, v in opts.items()})
     args = ["inventory", "--bbox", *map(str, bbox or c.bbox), "--quiet"]
@@ -314,11 +314,13 @@ CLI = [
     Case("cli-items-without-a-band-overwrite",
          lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", stac=c.no_swir_url),
          MissingBandError, r"no asset for band 'B11'.*swir16"),
-    Case("cli-tile-not-a-multiple", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", tile=100,
+    Case("cli-window-not-a-multiple", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", window=100,
+
                                                                   model=ws / "models" / "unet.pt"),
-         InputShapeError, r"tile=100 must be a positive multiple of the model's output stride 16; use tile=96 or tile=112"),
+         InputShapeError, r"window=100 must be a positive multiple of the model's output stride 16; use window=96 or window=112"),
     Case("cli-overlap-too-large", lambda c, ws: _inventory_args(c, ws, overlap=100), InputShapeError,
-         r"overlap=100 must be a whole number of pixels between 0 and half the tile \(64\)"),
+         r"overlap=100 must be a whole number of pixels between 0 and half the window \(64\)"),
+
     Case("cli-chunk-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", chunk=0), GridError,
          r"chunk=0 must be a positive number of pixels"),
     Case("cli-chunk-negative", lambda c, ws: _inventory_args(c, ws, chunk=-256), GridError,
@@ -350,8 +352,12 @@ CLI = [
          InvalidArgumentError, r"min_area_km2=-1.0 must be a non-negative area in km²"),
     Case("cli-min-area-nan", lambda c, ws: _inventory_args(c, ws, min_area="nan"), InvalidArgumentError,
          r"min_area_km2=nan must be a non-negative area"),
-    Case("cli-unit-chunks-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", unit_chunks=0),
-         InvalidArgumentError, r"unit_chunks=0 must be a positive number of chunks"),
+    Case("cli-max-in-flight-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", max_in_flight=0),
+         InvalidArgumentError, r"max_in_flight=0 must be a positive number of tiles"),
+    Case("cli-tile-km-not-nesting", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", tile_km=30),
+         InvalidArgumentError, r"tile_km=30.0 does not divide the 100 km pattern"),
+    Case("cli-bbox-and-aoi", lambda c, ws: [*_inventory_args(c, ws), "--aoi", str(ws / "aoi.gpkg")],
+         InvalidArgumentError, r"either --bbox W S E N or --aoi FILE"),
     Case("cli-synth-odd-size", lambda c, ws: ["synth", str(ws / "synth"), "--size", "101"], GridError,
          r"shape=\(101, 101\) must be two even sizes of at least 64 pixels, e.g. \(1024, 1024\)"),
 ]
@@ -407,7 +413,8 @@ def test_nan_only_inputs_give_empty_results_not_errors(ctx, ws):
     before = snapshot(ws)
     nan_cube = ctx.cube.isel(y=slice(0, 128), x=slice(0, 128))
     nan_cube = nan_cube.map(lambda v: xr.full_like(v, np.nan))
-    prob = nan_cube.glacier.predict(gx.models.create("band-ratio", bands=BANDS), tile=64, overlap=16).values
+    prob = nan_cube.glacier.predict(gx.models.create("band-ratio", bands=BANDS), window=64, overlap=16).values
+
     assert np.isnan(prob).all()
     empty = xr.full_like(ctx.prob, np.nan).glacier.outlines(min_area_km2=0)
     assert len(empty) == 0 and {"geometry", "area_km2", "mean_probability"} <= set(empty.columns)

@@ -94,7 +94,8 @@ def band_ratio(region, stac_url) -> xr.DataArray:
     items = gx.search(stac_url, bbox=region.bbox, datetime=region.datetime, sensors=("sentinel-2",))
     cube = gx.open_cube(items, bbox=region.bbox, chunks=128)
     model = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
-    return cube.glacier.predict(model, tile=128, overlap=0)
+    return cube.glacier.predict(model, window=128, overlap=0)
+
 
 
 def test_band_ratio_prediction_is_scored_lazily(band_ratio, outlines, no_compute):

@@ -14,7 +14,8 @@ def products(region, stac_url):
     items = gx.search(stac_url, bbox=region.bbox, datetime=region.datetime, sensors=("sentinel-2", "dem"))
     cube = gx.open_cube(items, bbox=region.bbox, chunks=128)
     model = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
-    prob = cube.glacier.predict(model, tile=128, overlap=32).persist()
+    prob = cube.glacier.predict(model, window=128, overlap=32).persist()
+
     out = prob.glacier.outlines(min_area_km2=0.01)
     inv = gx.inventory(out, cube["elevation"], date="2023-08-31", dem_source="synthetic GLO-30", probability=prob)
     return cube, prob, out, inv

@@ -31,37 +31,37 @@ def model():
     return gx.models.create("lgt-lgcb", bands=BANDS, preset="tiny").eval()
 
 
-def sliding_window_reference(cube, model, tile, overlap):
+def sliding_window_reference(cube, model, window, overlap):
     """A plain in-memory sliding window over the whole scene: the same global windows and weights."""
     x = np.stack([cube[b].values for b in model.bands]).astype(np.float32)
     stats = np.array([model.normalization[b] for b in model.bands], np.float32)
     x = np.nan_to_num((x - stats[:, 0, None, None]) / stats[:, 1, None, None])
     h, w = x.shape[1:]
-    stride = tile - overlap
-    sy, sx = window_starts(h, tile, stride), window_starts(w, tile, stride)
-    padded = np.zeros((x.shape[0], sy[-1] + tile, sx[-1] + tile), np.float32)
+    stride = window - overlap
+    sy, sx = window_starts(h, window, stride), window_starts(w, window, stride)
+    padded = np.zeros((x.shape[0], sy[-1] + window, sx[-1] + window), np.float32)
     padded[:, :h, :w] = x
     num = np.zeros(padded.shape[1:], np.float64)
     den = np.zeros(padded.shape[1:], np.float64)
-    weight = blend_weights(tile, overlap)
+    weight = blend_weights(window, overlap)
     with torch.inference_mode():
         for y in sy:
             for x0 in sx:
-                logits = model(torch.from_numpy(padded[None, :, y : y + tile, x0 : x0 + tile].copy()))
+                logits = model(torch.from_numpy(padded[None, :, y : y + window, x0 : x0 + window].copy()))
                 p = torch.softmax(logits, 1)[0, 1].numpy()
-                num[y : y + tile, x0 : x0 + tile] += weight * p
-                den[y : y + tile, x0 : x0 + tile] += weight
+                num[y : y + window, x0 : x0 + window] += weight * p
+                den[y : y + window, x0 : x0 + window] += weight
     return (num / den)[:h, :w]
 
 
 @pytest.fixture(scope="module")
 def reference(cube, model):
-    return sliding_window_reference(cube, model, tile=128, overlap=32)
+    return sliding_window_reference(cube, model, window=128, overlap=32)
 
 
 @pytest.mark.parametrize("chunks", [128, 256, 100_000])
 def test_chunkings_agree_with_the_reference(cube, model, reference, chunks):
-    prob = cube.glacier.predict(model, tile=128, overlap=32, batch_size=3, chunks=chunks)
+    prob = cube.glacier.predict(model, window=128, overlap=32, batch_size=3, chunks=chunks)
     assert prob.data.numblocks == ((1, 1) if chunks > 1000 else prob.data.numblocks)
     values = prob.values
     np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0)
@@ -72,17 +72,17 @@ def test_distributed_local_cluster_agrees(cube, model, reference):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster):
-        prob = cube.glacier.predict(model, tile=128, overlap=32, batch_size=4, chunks=192)
+        prob = cube.glacier.predict(model, window=128, overlap=32, batch_size=4, chunks=192)
         values = prob.values
     np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0)
 
 
 def test_result_is_lazy_with_grid_crs_and_attrs(cube, model, no_compute):
-    prob = cube.glacier.predict(model, tile=128, overlap=32)
+    prob = cube.glacier.predict(model, window=128, overlap=32)
     assert prob.name == "glacier_probability" and prob.dtype == np.float32
     assert prob.rio.crs == cube.rio.crs
     xr.testing.assert_equal(prob.x, cube.x)
-    assert prob.attrs["model"] == "lgt-lgcb" and prob.attrs["tile"] == 128 and prob.attrs["overlap"] == 32
+    assert prob.attrs["model"] == "lgt-lgcb" and prob.attrs["window"] == 128 and prob.attrs["overlap"] == 32
     assert "glacierxr_version" in prob.attrs
 
 
@@ -91,8 +91,8 @@ def test_graph_is_small_and_holds_no_weights(model):
 
     lazy = xr.Dataset({b: (("y", "x"), dska.random.random((768, 768), chunks=192).astype(np.float32)) for b in BANDS},
                       coords={"y": 5.0 + 10 * np.arange(768)[::-1], "x": 5.0 + 10 * np.arange(768)})
-    small = lazy.glacier.predict(model, tile=128, overlap=32, chunks=192)
-    large = lazy.glacier.predict(model, tile=128, overlap=32, chunks=96)
+    small = lazy.glacier.predict(model, window=128, overlap=32, chunks=192)
+    large = lazy.glacier.predict(model, window=128, overlap=32, chunks=96)
     graph = pickle.dumps(dict(small.data.__dask_graph__()))
     biggest = max(model.state_dict().values(), key=lambda t: t.numel())
     assert biggest.numpy().tobytes()[:256] not in graph  # the weights travel by checkpoint path
@@ -111,7 +111,7 @@ def test_edges_are_covered_and_missing_data_is_nan(model, shape, chunks):
     ds["B02"][:10, :10] = np.nan  # one band missing: filled, still predicted
     for b in BANDS:
         ds[b][-5:, -7:] = np.nan  # every band missing: NaN out
-    prob = ds.chunk(chunks).glacier.predict(model, tile=64, overlap=16, chunks=chunks).values
+    prob = ds.chunk(chunks).glacier.predict(model, window=64, overlap=16, chunks=chunks).values
     empty = np.zeros(shape, bool)
     empty[-5:, -7:] = True
     assert np.isnan(prob[empty]).all()
@@ -121,8 +121,8 @@ def test_edges_are_covered_and_missing_data_is_nan(model, shape, chunks):
 
 def test_band_ratio_runs_through_predict_and_tta_is_a_no_op_for_it(cube):
     br = gx.models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
-    plain = cube.glacier.predict(br, tile=128, overlap=0).values
-    tta = cube.glacier.predict(br, tile=128, overlap=0, tta=True).values
+    plain = cube.glacier.predict(br, window=128, overlap=0).values
+    tta = cube.glacier.predict(br, window=128, overlap=0, tta=True).values
     np.testing.assert_allclose(plain, tta, atol=1e-6)
     ice = (cube.B04 / cube.B11).values > 2.5
     assert np.nanmean(plain[ice]) > 0.8 > np.nanmean(plain[~ice])
@@ -140,10 +140,10 @@ def test_d4_transforms_invert():
 def test_bad_inputs_name_the_fix(cube, model):
     with pytest.raises(MissingBandError, match="VV"):
         cube.glacier.predict(gx.models.create("unet", bands=["B04", "VV"], preset="tiny"))
-    with pytest.raises(InputShapeError, match="tile=96 or tile=128"):
-        cube.glacier.predict(model, tile=100)
+    with pytest.raises(InputShapeError, match="window=96 or window=128"):
+        cube.glacier.predict(model, window=100)
     with pytest.raises(InputShapeError, match="overlap"):
-        cube.glacier.predict(model, tile=128, overlap=100)
+        cube.glacier.predict(model, window=128, overlap=100)
 
 
 # ----------------------------------------------------------------------------- Zarr
@@ -151,7 +151,7 @@ def test_bad_inputs_name_the_fix(cube, model):
 
 @pytest.fixture(scope="module")
 def prob(cube, model):
-    return cube.glacier.predict(model, tile=128, overlap=32, chunks=128).persist()
+    return cube.glacier.predict(model, window=128, overlap=32, chunks=128).persist()
 
 
 def test_zarr_round_trip_keeps_values_and_crs(prob, tmp_path):
@@ -214,17 +214,17 @@ def test_chunks_256_512_and_one_chunk_agree_on_a_larger_grid(model):
     h, w = 1100, 900
     data = {b: (("y", "x"), rng.random((h, w)).astype(np.float32)) for b in BANDS}
     ds = xr.Dataset(data, coords={"y": 5.0 + 10 * np.arange(h)[::-1], "x": 5.0 + 10 * np.arange(w)})
-    reference = sliding_window_reference(ds, model, tile=256, overlap=64)
+    reference = sliding_window_reference(ds, model, window=256, overlap=64)
     for chunks in (256, 512, None):
         cube = ds.chunk(chunks) if chunks else ds.chunk(-1)
-        values = cube.glacier.predict(model, tile=256, overlap=64, batch_size=4, chunks=chunks or 10_000).values
+        values = cube.glacier.predict(model, window=256, overlap=64, batch_size=4, chunks=chunks or 10_000).values
         np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0, err_msg=str(chunks))
 
 
 @pytest.mark.parametrize("chunks", [128, 100_000])
 def test_overlap_zero_agrees_with_the_reference(cube, model, chunks):
-    reference = sliding_window_reference(cube, model, tile=128, overlap=0)
-    values = cube.glacier.predict(model, tile=128, overlap=0, chunks=chunks).values
+    reference = sliding_window_reference(cube, model, window=128, overlap=0)
+    values = cube.glacier.predict(model, window=128, overlap=0, chunks=chunks).values
     np.testing.assert_allclose(values, reference, atol=1e-5, rtol=0)
 
 

@@ -74,23 +74,28 @@ def test_train_resume_and_evaluate_commands(region, stac_url, tmp_path):
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
     r = runner.invoke(main, ["evaluate", *_args(region, stac_url), "--model", str(out),
-                             "--reference", str(region.truth_path), "--json", "--chunk", "256", "--tile", "128",
+                             "--reference", str(region.truth_path), "--json", "--chunk", "256", "--window", "128",
                              "--overlap", "32"])
     assert r.exit_code == 0, r.output
     scores = json.loads(r.stdout)
     assert 0 <= scores["miou"] <= 1 and scores["n_pixels"] > 0.9 * region.shape[0] * region.shape[1]
 
     r = runner.invoke(main, ["evaluate", *_args(region, stac_url), "--model", "band-ratio",
-                             "--reference", str(region.truth_path)])
+                             "--reference", str(region.truth_path), "--tile", "256"])  # deprecated alias of --window
     assert r.exit_code == 0, r.output
+    assert "warning: --tile is deprecated, use --window" in r.stderr
     iou = float(r.stdout.split("glacier IoU ")[1].split()[0])
     assert iou > 0.7  # band-ratio maps clean ice (not debris) on the synthetic region
+    r = runner.invoke(main, ["evaluate", *_args(region, stac_url), "--model", "band-ratio",
+                             "--reference", str(region.truth_path), "--tile", "256", "--window", "256"])
+    assert r.exit_code == 2 and "pass only --window" in r.stderr and "Traceback" not in r.output
 
 
 def test_experiment_command_writes_tables_and_resumes(tmp_path):
     config = tmp_path / "exp.toml"
     config.write_text(
-        'preset = "tiny"\nepochs = 1\nchip = 64\nlr = 1e-3\nseeds = [0]\ntile = 128\noverlap = 32\n'
+        'preset = "tiny"\nepochs = 1\nchip = 64\nlr = 1e-3\nseeds = [0]\nwindow = 128\noverlap = 32\n'
+
         "[train]\nsynthetic = { seed = 3, size = 256 }\n[test]\nsynthetic = { seed = 2, size = 320 }\n"
         '[[table]]\ntitle = "Models"\nmodels = ["band-ratio", "unet"]\nbands = ["BD"]\n'
         '[[table]]\ntitle = "Bands"\nmodels = ["unet"]\nbands = ["BD", "ABCD"]\n'

@@ -609,3 +609,82 @@ def test_write_errors(tmp_path, small_inventory):
         read_inventory(tmp_path / "missing.gpkg")
     with pytest.raises(FileNotFoundError):
         read_inventory(tmp_path / "missing.gpkg")
+
+
+# ---------------------------------------------------------------------------- batched (in-memory) path
+
+import importlib  # noqa: E402
+
+import shapely.affinity  # noqa: E402
+
+from glacierxr.testing.glaciers import many_glaciers  # noqa: E402
+
+_inv_module = importlib.import_module("glacierxr.inventory")  # the module (gx.inventory is the function)
+
+
+def _assert_same(fast: gpd.GeoDataFrame, slow: gpd.GeoDataFrame) -> None:
+    """Tolerance: none. The batched path must give bit-identical attributes."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def region():
+    return many_glaciers(300, seed=3)
+
+
+def test_many_glaciers_is_seeded_disjoint_and_log_normal(region):
+    outlines, dem, prob = region
+    again = many_glaciers(300, seed=3)[0]
+    assert outlines.geometry.geom_equals_exact(again.geometry, 0).all()
+    assert outlines.is_valid.all() and (outlines.geom_type == "Polygon").all()
+    i, j = outlines.sindex.query(outlines.geometry, predicate="intersects")
+    assert (i == j).all()  # no two glaciers touch
+    area = outlines.area / 1e6
+    assert 0.1 < area.median() < 0.4 and 0.03 < (area > 1).mean() < 0.2
+    assert (outlines.geometry.interiors.str.len() > 0).any()  # some nunataks
+    assert np.nanmin(dem.values) >= 3000 and np.nanmax(dem.values) <= 7000 and np.isnan(dem.values).any()
+    assert dem.rio.crs == outlines.crs and dem.rio.transform() == prob.rio.transform()
+    assert isinstance(dem.data, np.ndarray) and dem.dtype == np.float32
+
+
+def test_batched_path_equals_the_one_by_one_path(region):
+    """A few hundred glaciers (nunataks, DEM voids, probability on the DEM grid): bit-identical."""
+    outlines, dem, prob = region
+    kw = dict(probability=prob, date="2021-08-01", dem_source="synthetic")
+    fast = _inv_module._inventory(outlines, dem, **kw)
+    slow = _inv_module._inventory(outlines, dem, batched=False, **kw)
+    assert fast.valid_dem_frac.lt(1).any() and fast.zmin_m.notna().all()
+    _assert_same(fast, slow)
+
+
+def test_batched_path_equals_on_a_coarse_grid_with_overlaps_and_tiny_glaciers():
+    """30 m pixels (coverage weights for the tiny ones), overlapping and multi-part outlines,
+    a float64 DEM with a nodata value and a probability raster on another grid."""
+    outlines, dem, prob = many_glaciers(100, seed=5, resolution=30.0, median_km2=0.05, min_km2=0.002)
+    g = outlines.geometry.to_numpy()
+    extra = [
+        shapely.affinity.translate(g[0], g[0].bounds[2] - g[0].bounds[0] - 60.0, 0.0),  # overlaps glacier 0
+        MultiPolygon([g[1], g[2]]),
+    ]
+    outlines = gpd.GeoDataFrame(geometry=[*g, *extra], crs=outlines.crs)
+    z = dem.values.astype("float64")
+    z[np.isnan(z)] = -9999.0
+    dem64 = dem.copy(data=z).rio.write_nodata(-9999.0)
+    before = dem64.values.copy()
+    prob_other = prob.rio.reproject(prob.rio.crs, resolution=20.0)
+    for p in (prob, prob_other):
+        fast = _inv_module._inventory(outlines, dem64, probability=p)
+        slow = _inv_module._inventory(outlines, dem64, probability=p, batched=False)
+        _assert_same(fast, slow)
+    assert (fast.valid_dem_frac.notna()).all() and fast.mean_probability.notna().all()
+    np.testing.assert_array_equal(dem64.values, before)  # windows are copies: the DEM is untouched
+
+
+def test_batched_path_matches_the_dask_path(region):
+    outlines, dem, prob = region
+    sub = outlines.iloc[:40]
+    fast = inventory(sub, dem, probability=prob)
+    lazy = inventory(sub, dem.chunk(512), probability=prob.chunk(512))
+    _assert_same(fast, lazy)

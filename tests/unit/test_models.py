@@ -14,9 +14,11 @@ from glacierxr.errors import (
     CheckpointVersionError,
     GlacierxrError,
     InputShapeError,
+    InvalidArgumentError,
     MissingBandError,
     UnknownModelError,
 )
+
 
 torch.set_num_threads(2)
 
@@ -293,7 +295,7 @@ def test_tiny_is_fast_enough_for_cpu_demos():
 @pytest.fixture
 def saved(tmp_path):
     model = make("lgt-lgcb")
-    return model, gm.save(model, tmp_path / "model.pt", provenance={"training": {"epochs": 1}, "tile_size": 256})
+    return model, gm.save(model, tmp_path / "model.pt", provenance={"training": {"epochs": 1}, "window_size": 256})
 
 
 def _payload(path):
@@ -331,7 +333,19 @@ def test_mlm_json_beside_checkpoint(saved):
     assert item["assets"]["model"]["href"] == "./model.pt"
 
 
+def test_mlm_window_size_and_its_old_names(saved):
+    model, _ = saved
+    shape = lambda item: item["properties"]["mlm:input"][0]["input"]["shape"][2:]  # noqa: E731
+    assert shape(gm.mlm_item(model, window_size=128)) == [128, 128]
+    assert shape(gm.mlm_item(model, provenance={"tile_size": 192})) == [192, 192]  # provenance before the rename
+    with pytest.warns(FutureWarning, match="tile_size= is deprecated, use window_size="):
+        assert shape(gm.mlm_item(model, tile_size=128)) == [128, 128]
+    with pytest.raises(InvalidArgumentError, match="pass only window_size="):
+        gm.mlm_item(model, window_size=128, tile_size=128)
+
+
 def test_load_random_bytes(tmp_path):
+
     path = tmp_path / "noise.pt"
     path.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(CheckpointError, match="not a glacierxr checkpoint"):

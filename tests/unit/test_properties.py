@@ -91,7 +91,8 @@ def test_check_tiling_accepts_exactly_the_valid_layouts(output_stride, tile, ove
     msg = str(info.value)
     if tile <= 0 or tile % output_stride:
         # the suggestions are valid tiles around the bad one
-        lo, hi = (int(v) for v in re.search(r"use tile=(\d+) or tile=(\d+)", msg).groups())
+        lo, hi = (int(v) for v in re.search(r"use window=(\d+) or window=(\d+)", msg).groups())
+
         assert lo % output_stride == 0 and hi == lo + output_stride and lo > 0
         assert tile <= 0 or lo <= tile < hi or lo == output_stride
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import geopandas as gpd
 import numpy as np
@@ -79,3 +80,112 @@ def test_same_seed_same_region(tmp_path):
 def test_bad_shape_is_refused(tmp_path):
     with pytest.raises(GridError, match="even"):
         make_region(tmp_path, shape=(101, 100))
+
+
+# ----------------------------------------------------------------------------- regions across UTM zones
+
+ZONE_CENTER = (90.0, 28.0)  # the 45N/46N boundary; lat 28 is also a DEM tile line
+
+
+@pytest.fixture(scope="module")
+def zone_region(tmp_path_factory):
+    """A small region across lon 90 (UTM 45N/46N), published per zone (tiling chosen automatically)."""
+    return make_region(tmp_path_factory.mktemp("zones"), seed=1, shape=(256, 384), center=ZONE_CENTER, dates=2)
+
+
+def test_a_region_across_a_zone_line_is_published_per_zone(zone_region):
+    region = zone_region
+    assert region.tiling == "mgrs" and region.zones == ["EPSG:32645", "EPSG:32646"]
+    assert region.crs == "EPSG:32646"  # the master grid: the zone of the centre
+    w, s, e, n = region.bbox
+    assert w < 90.0 < e and s < 28.0 < n
+    s2 = _items(region, "sentinel-2-l2a")
+    ids = [it["id"] for it in s2]
+    assert len(ids) == len(set(ids)) == sum(len(t.item_ids) for t in region.tiles)
+    assert all(re.fullmatch(r"S2B_4[56]R[A-Z]{2}_2023\d{4}_0_L2A", i) for i in ids)
+    for tile in region.tiles:
+        assert tile.code.startswith(tile.crs[-2:]) and tile.shape[0] == tile.shape[1]
+        for it in (x for x in s2 if x["id"] in tile.item_ids):
+            assert f"EPSG:{it['properties']['proj:epsg']}" == tile.crs
+            assert it["properties"]["grid:code"] == f"MGRS-{tile.code}"
+            assert it["assets"]["red"]["proj:shape"] == list(tile.shape)
+            assert it["assets"]["swir16"]["proj:shape"] == [tile.shape[0] // 2, tile.shape[1] // 2]
+            assert it["assets"]["scl"]["proj:transform"][0] == 20
+            assert it["assets"]["red"]["raster:bands"][0]["offset"] == -0.1
+    assert {t.crs for t in region.tiles} == set(region.zones)
+    # same-day tiles share one datetime
+    by_day: dict[str, set[str]] = {}
+    for it in s2:
+        by_day.setdefault(it["properties"]["datetime"][:10], set()).add(it["properties"]["datetime"])
+    assert len(by_day) == 2 and all(len(v) == 1 for v in by_day.values())
+    # neighbouring tiles overlap by ~10 % like the 109.8 km tiles on the 100 km grid
+    one = [t for t in region.tiles if t.crs == "EPSG:32646"]
+    xs = sorted({t.bounds[0] for t in one})
+    if len(xs) > 1:
+        side = one[0].bounds[2] - one[0].bounds[0]
+        assert 0.85 < (xs[1] - xs[0]) / side < 0.95
+    s1 = _items(region, "sentinel-1-rtc")
+    assert sorted({it["properties"]["proj:code"] for it in s1}) == region.zones and len(s1) == 4
+
+
+def test_zone_tiles_hold_only_their_part_of_the_world(zone_region):
+    region = zone_region
+    it = next(x for x in _items(region, "sentinel-2-l2a") if x["properties"]["proj:epsg"] == 32645)
+    with rasterio.open(it["assets"]["red"]["href"].replace("file://", "")) as src:
+        assert src.crs.to_epsg() == 32645 and src.res == (10.0, 10.0) and src.nodata == 0
+        red = src.read(1)
+    with rasterio.open(it["assets"]["swir16"]["href"].replace("file://", "")) as src:
+        assert src.res == (20.0, 20.0)
+    valid = red > 0
+    assert 0 < valid.mean() < 1  # the region covers part of the tile; the rest is nodata
+    # values are the master grid's DNs, warped by nearest neighbour: no new values appear
+    dn = np.clip(np.round((region.arrays["reflectance"][:, 2] + 0.1) * 10000), 1, 65535).astype(np.uint16)
+    assert np.isin(red[valid], dn).all()
+
+
+def test_zone_region_dem_is_one_degree_tiles(zone_region):
+    dem = _items(zone_region, "cop-dem-glo-30")
+    assert sorted(it["id"] for it in dem) == [
+        "Copernicus_DSM_COG_10_N27_00_E089_00_DEM", "Copernicus_DSM_COG_10_N27_00_E090_00_DEM",
+        "Copernicus_DSM_COG_10_N28_00_E089_00_DEM", "Copernicus_DSM_COG_10_N28_00_E090_00_DEM",
+    ]
+    for it in dem:
+        with rasterio.open(it["assets"]["data"]["href"].replace("file://", "")) as src:
+            assert src.crs.to_epsg() == 4326 and src.shape == (3600, 3600)
+            w, s, e, n = src.bounds
+            assert (e - w, n - s) == (1.0, 1.0) and float(w).is_integer() and float(s).is_integer()
+            assert it["bbox"] == [w, s, e, n]
+
+
+def test_zone_region_truth_is_geographic_with_glaciers_across_the_line(zone_region):
+    truth = gpd.read_file(zone_region.truth_path, layer="glaciers")
+    assert truth.crs.to_epsg() == 4326 and zone_region.truth_crs == "EPSG:4326"
+    across = truth[truth.zones == "EPSG:32645,EPSG:32646"]
+    assert len(across) >= 1
+    assert all(g.bounds[0] < 90.0 < g.bounds[2] for g in across.geometry)
+    # areas are measured on the master grid, before the outlines go to lon/lat
+    assert np.isclose(truth.area_km2.sum(), zone_region.arrays["glacier"].sum() * 100 / 1e6, rtol=1e-6)
+
+
+def test_regions_inside_one_zone_keep_the_single_layout(demo_region):
+    assert demo_region.tiling == "single" and demo_region.zones == [demo_region.crs]
+    assert [t.item_ids for t in demo_region.tiles] == [demo_region.collections["sentinel-2-l2a"]]
+    assert "dem" in demo_region.arrays
+
+
+def test_mgrs_tiling_can_be_asked_for_inside_one_zone(tmp_path):
+    region = make_region(tmp_path, seed=7, shape=(128, 192), dates=1, tiling="mgrs", s2_tile_px=96)
+    assert region.tiling == "mgrs" and region.zones == [region.crs] == ["EPSG:32645"]
+    assert len(region.tiles) >= 2 and all(t.shape == (96, 96) for t in region.tiles)
+    dem = _items(region, "cop-dem-glo-30")
+    assert [it["id"] for it in dem] == ["Copernicus_DSM_COG_10_N27_00_E086_00_DEM"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tiling="utm"), "tiling"),
+    (dict(tiling="mgrs", s2_tile_px=63), "s2_tile_px"),
+    (dict(tiling="mgrs", s2_tile_px=32), "s2_tile_px"),
+])
+def test_bad_tiling_options_are_refused(tmp_path, kwargs, match):
+    with pytest.raises(GridError, match=match):
+        make_region(tmp_path, shape=(96, 96), dates=1, **kwargs)
