@@ -20,8 +20,9 @@ from glacierxr.errors import GlacierxrError  # noqa: E402
 from glacierxr.store import to_zarr  # noqa: E402
 from glacierxr.evaluate import evaluate  # noqa: E402
 from glacierxr.inventory import compare_inventories, inventory, read_inventory, write_inventory  # noqa: E402
-from glacierxr.pipeline import run_inventory  # noqa: E402
+from glacierxr.pipeline import open_mosaic, run_inventory  # noqa: E402
+from glacierxr.plan import plan_region  # noqa: E402
 from glacierxr.search import late_summer, search  # noqa: E402
 
 __all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "to_zarr",
-           "evaluate", "inventory", "run_inventory", "compare_inventories", "write_inventory", "read_inventory", "GlacierxrError"]
+           "evaluate", "inventory", "plan_region", "run_inventory", "open_mosaic", "compare_inventories", "write_inventory", "read_inventory", "GlacierxrError"]

@@ -281,7 +281,8 @@ def _stack(plan: SensorPlan, grid: Grid, chunks: int, env: ReadEnv, reader: type
             "with the bbox and resolution used."
         )
     arr = arr.assign_coords(x=grid.x, y=grid.y)
-    return arr.drop_vars([c for c in arr.coords if c not in ("time", "band", "x", "y")])
+    # "id" says which items stackstac kept (it drops those that miss the grid); _physical needs it
+    return arr.drop_vars([c for c in arr.coords if c not in ("time", "band", "x", "y", "id")])
 
 
 def _physical(arr: xr.DataArray, plan: SensorPlan) -> xr.DataArray:
@@ -371,7 +372,7 @@ def _composite(arr: xr.DataArray, method: str) -> xr.DataArray:
 def _sensor_variables(plan: SensorPlan, grid: Grid, chunks: int, composite: str, env: ReadEnv,
                       reader: type | None = None) -> dict[str, xr.DataArray]:
     spec = plan.sensor
-    arr = _physical(_stack(plan, grid, chunks, env, reader), plan)
+    arr = _physical(_stack(plan, grid, chunks, env, reader), plan).drop_vars("id", errors="ignore")
     if spec.mask is not None:
         ok = _valid(arr.sel(band=spec.mask.band.name), spec.mask)
         arr = arr.sel(band=list(spec.band_names)).where(ok)

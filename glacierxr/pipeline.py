@@ -79,7 +79,7 @@ def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool, c
         raise InvalidArgumentError("Pass either resume or overwrite, not both.")
     if out.exists() and not out.is_dir():
         raise StoreExistsError(f"--out {out} is a file, not a folder; choose another --out.")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != ".partial" for p in out.iterdir()):  # a kill may leave only .partial/
         if overwrite:
             if not check_only:
                 shutil.rmtree(out)
@@ -384,7 +384,7 @@ def open_mosaic(run: str | Path, *, epsg: int | None = None) -> dict[int, xr.Dat
         by_zone.setdefault(code, []).append(arr.drop_vars("spatial_ref", errors="ignore"))
     out = {}
     for code, arrays in sorted(by_zone.items()):
-        mosaic = xr.combine_by_coords([a.to_dataset() for a in arrays], combine_attrs="drop_conflicts")
+        mosaic = xr.combine_by_coords([a.to_dataset() for a in arrays], combine_attrs="drop_conflicts", join="outer")
         out[code] = mosaic["glacier_probability"].rio.write_crs(f"EPSG:{code}")
     return out
 
@@ -536,7 +536,8 @@ def run_inventory(
     date = plan_date(plan)
     dem_source = _dem_source(plan.items)
     jobs = [TileJob(tp.tile, plan.items_for(tp), handle, str(out), window=window, overlap=overlap, chunk=chunk,
-                    min_area_km2=min_area_km2, date=date, dem_source=dem_source, reader=reader) for tp in plan.tiles]
+                    min_area_km2=min_area_km2, date=date, dem_source=dem_source, reader=reader,
+                    preview_px=256 if quicklook else 0) for tp in plan.tiles]
     km2 = {tp.tile.id: tp.km2 for tp in plan.tiles}
     done = {j.tile.id for j in jobs if (tile_dir(out, j.tile.id) / "done.json").exists()}
     entries = {i: json.loads((tile_dir(out, i) / "done.json").read_text()) for i in sorted(done)}
@@ -573,7 +574,7 @@ def run_inventory(
     _atomic(out / "inventory.csv", lambda p: pd.DataFrame(inv.drop(columns="geometry")).to_csv(p, index=False))
     _tile_catalog(out, plan, entries)
     if quicklook:
-        _atomic(out / "quicklook.png", lambda p: _quicklook(plan, p, inv, reader))
+        _atomic(out / "quicklook.png", lambda p: _quicklook(plan, out, p, inv))
     timings["outputs_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
     tiles_s = timings["tiles_s"]
@@ -605,26 +606,48 @@ def plan_date(plan) -> str | None:
     return plan.datetime.split("/")[-1] if "/" in plan.datetime else plan.datetime or None
 
 
-def _quicklook(plan, path: Path, outlines, reader) -> None:
-    """The optical composite of the whole AOI at quicklook resolution (COG overviews) with the outlines."""
+def _quicklook(plan, out: Path, path: Path, outlines, max_size: int = 1024) -> None:
+    """The whole AOI's quicklook, assembled from the tiles' previews on a lon/lat canvas, with the outlines.
+
+    Each tile wrote a small true-colour preview of its core (:mod:`glacierxr.tilework`), so the
+    driver never builds a graph over the whole AOI's items: it only places previews.
+    """
+    import rioxarray  # noqa: F401
     import shapely
+    from pyproj import Transformer
 
-    import glacierxr as gx
-    from glacierxr.geo import utm_crs
     from glacierxr.quicklook import quicklook
+    from glacierxr.tilework import tile_dir
 
-    s2 = list(plan.items.get("sentinel-2", {}).values())
-    w, s, e, n = shapely.total_bounds(plan.aoi)
-    crs = utm_crs((w + e) / 2, (s + n) / 2)
-    from glacierxr.geo import grid_from_bbox
+    w, s, e, n = shapely.total_bounds(np.array([t.tile.footprint for t in plan.tiles]))
+    kx = np.cos(np.radians((s + n) / 2))
+    step = max((e - w) * kx, n - s) / max_size
+    lon = w + (np.arange(max(int((e - w) * kx / step), 1)) + 0.5) * step / kx
+    lat = n - (np.arange(max(int((n - s) / step), 1)) + 0.5) * step
+    canvas = np.full((3, lat.size, lon.size), np.nan, np.float32)
+    for tp in plan.tiles:
+        file = tile_dir(out, tp.tile.id) / "preview.npz"
+        if not file.exists():
+            continue
+        with np.load(file) as z:
+            rgb, (x0, y0, x1, y1), epsg = z["rgb"].astype(np.float32), z["bounds"], int(z["epsg"])
+        fw, fs, fe, fn = tp.tile.footprint.bounds
+        cols = np.flatnonzero((lon >= fw) & (lon < fe))
+        rows = np.flatnonzero((lat >= fs) & (lat < fn))
+        if not len(cols) or not len(rows):
+            continue
+        west, _, east, _ = tp.tile.strip
+        LON, LAT = np.meshgrid(lon[cols], lat[rows])
+        x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(LON, LAT)
+        c = np.floor((x - x0) / (x1 - x0) * rgb.shape[2]).astype(int)
+        r = np.floor((y1 - y) / (y1 - y0) * rgb.shape[1]).astype(int)
+        inside = (c >= 0) & (c < rgb.shape[2]) & (r >= 0) & (r < rgb.shape[1]) & (LON >= west) & (LON < east)
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        canvas[:, rr[inside], cc[inside]] = rgb[:, r[inside], c[inside]]
+    ds = xr.Dataset({b: (("y", "x"), canvas[i]) for i, b in enumerate(("B04", "B03", "B02"))},
+                    coords={"y": lat, "x": lon}).rio.write_crs("EPSG:4326")
+    quicklook(ds, path, outlines=outlines, max_size=max_size)
 
-    extent = grid_from_bbox((w, s, e, n), resolution=plan.resolution, crs=crs)
-    resolution = max(plan.resolution, max(extent.shape) * plan.resolution / 1024)
-    if not s2:
-        return
-    preview = gx.open_cube({"sentinel-2": s2}, bbox=(w, s, e, n), resolution=resolution, crs=crs, chunks=1024,
-                           indices=False, reader=reader)
-    quicklook(preview, path, outlines=outlines)
 
 def _dem_source(items: dict) -> str | None:
     dem = list(items.get("dem", {}).values())
@@ -632,4 +655,3 @@ def _dem_source(items: dict) -> str | None:
         return None
     collection = dem[0].get("collection") or ""
     return {"cop-dem-glo-30": "COPDEM30", "cop-dem-glo-90": "COPDEM90", "nasadem": "NASADEM"}.get(collection, collection)
-

@@ -226,10 +226,15 @@ def plan_region(
     t0 = time.perf_counter()
     geoms = read_aoi(aoi, buffer_km=buffer_km)
     tiles = tiles_for(geoms, tile_km=tile_km, margin_km=margin_km, resolution=resolution, buffer_km=buffer_km)
-    w, s, e, n = shapely.total_bounds(np.array([t.footprint for t in tiles])) if tiles else shapely.total_bounds(geoms)
+    footprints = np.array([t.footprint for t in tiles]) if tiles else geoms
+    w, s, e, n = shapely.total_bounds(footprints)
+    where: dict = {"bbox": (max(w, -180), max(s, -90), min(e, 180), min(n, 90))}
+    hull = shapely.convex_hull(shapely.multipolygons(list(footprints)) if tiles else shapely.union_all(geoms))
+    if hull.area < 0.9 * shapely.box(*where["bbox"]).area:  # a polygon AOI: ask only for what its tiles need
+        where = {"intersects": shapely.geometry.mapping(shapely.segmentize(hull, 1.0))}
     t_search = time.perf_counter()
-    found = gx.search(stac, bbox=(max(w, -180), max(s, -90), min(e, 180), min(n, 90)), datetime=datetime,
-                      sensors=tuple(sensors), max_cloud=max_cloud, max_items=max_items)
+    found = gx.search(stac, datetime=datetime, sensors=tuple(sensors), max_cloud=max_cloud, max_items=max_items,
+                      **where)
     search_s = time.perf_counter() - t_search
     dicts = {name: [it.to_dict(transform_hrefs=False) for it in coll] for name, coll in found.items()}
     trees = {name: shapely.STRtree([_footprint(d) for d in ds]) for name, ds in dicts.items()}

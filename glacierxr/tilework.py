@@ -20,6 +20,7 @@ its Zarr chunk by chunk and rewrites everything else identically.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -60,6 +61,29 @@ class TileJob:
     date: str | None = None
     dem_source: str | None = None
     reader: type | None = None
+    preview_px: int = 256
+    """Side of the tile's true-colour preview for the AOI's quicklook (0: none)."""
+
+
+def _write_preview(path: Path, job: TileJob) -> None:
+    """A coarse true-colour composite of the tile's core (read from COG overviews) for the quicklook."""
+    import glacierxr as gx
+    from glacierxr.geo import Grid
+
+    tile = job.tile
+    s2 = {k: v for k, v in job.items.items() if k != "dem" and k != "sentinel-1"}
+    xmin, ymin, xmax, ymax = tile.core_bounds
+    res = max(tile.resolution, max(xmax - xmin, ymax - ymin) / job.preview_px)
+    grid = Grid(tile.crs, res, (xmin, ymax - math.ceil((ymax - ymin) / res) * res,
+                                xmin + math.ceil((xmax - xmin) / res) * res, ymax))
+    rgb = np.full((3, *grid.shape), np.nan, np.float32)
+    try:
+        cube = gx.open_cube(s2, grid=grid, chunks=max(grid.shape), indices=False, reader=job.reader)
+        rgb = np.stack([cube[b].values for b in ("B04", "B03", "B02")]).astype(np.float32)
+    except (KeyError, ValueError):  # no optical sensor with these bands: no preview
+        pass
+    with path.open("wb") as f:
+        np.savez_compressed(f, rgb=rgb.astype(np.float16), bounds=np.array(grid.bounds), epsg=tile.epsg)
 
 
 def tile_dir(run_dir: str | Path, tile_id: str) -> Path:
@@ -251,6 +275,10 @@ def _run(job: TileJob, folder: Path) -> dict:
     whole["tile_id"] = tile.id
     write_atomic(folder / "glaciers.parquet", lambda p: gpd.GeoDataFrame(whole, geometry="geometry").to_parquet(p))
     timings["inventory_s"] = time.perf_counter() - t
+    if job.preview_px:
+        t = time.perf_counter()
+        write_atomic(folder / "preview.npz", lambda p: _write_preview(p, job))
+        timings["preview_s"] = time.perf_counter() - t
     return {"tile": tile.id, "status": "done", "glaciers": int(len(whole)), "pieces": int(edge.sum()),
             "items": {k: [it["id"] for it in v] for k, v in job.items.items()},
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

@@ -48,7 +48,10 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     run = tmp_path / "inventory"
     assert "accuracy" in result.output
-    for name in ("probability.zarr", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png", "manifest.json"):
+    for name in ("tiles", "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png", "manifest.json"):
         assert (run / name).exists(), name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["plan"]["epsg"] == [32645, 32646] and manifest["plan"]["tiles"] >= 2  # across a zone line
+    assert result.output.count("accuracy   EPSG:") == 2
     img = Image.open(run / "quicklook.png")
     assert img.mode == "RGB" and min(img.size) > 200

@@ -46,7 +46,7 @@ def test_run_writes_every_output_and_a_manifest(region, stac_url, tmp_path):
     assert saved["parameters"]["model"] == "band-ratio" and len(saved["parameters"]["model_checksum"]) == 32
     assert {"glacierxr", "dask", "stackstac", "zarr"} <= set(saved["versions"])
     assert saved["plan"]["tiles"] == len(saved["tiles"]) >= 4 and saved["plan"]["epsg"] == [32645]
-    assert all(t["status"] == "done" and set(t["timings_s"]) == {"predict_s", "outlines_s", "inventory_s"}
+    assert all(t["status"] == "done" and set(t["timings_s"]) >= {"predict_s", "outlines_s", "inventory_s"}
                for t in saved["tiles"].values())
     assert saved["km2_processed"] > 10 and saved["glaciers"] == manifest["glaciers"] >= 1
     assert set(saved["timings_s"]) >= {"plan_s", "tiles_s", "merge_s", "outputs_s"}

@@ -28,11 +28,29 @@ def zones(tmp_path_factory):
         one = gx.run_inventory(url, bbox=region.bbox, datetime=region.datetime, out=root / "one", tile_km=100, **COMMON)
         plan = CliRunner().invoke(main, ["plan", "--stac", url, "--bbox", *map(str, region.bbox), "--datetime",
                                          region.datetime, "--tile-km", "2", "--margin-km", "0.3", "--json"])
-    return region, root, small, one, plan
+        w, s, e, n = region.bbox
+        aoi = root / "aoi.geojson"  # a triangle over the western half: fewer tiles, searched by polygon
+        gpd.GeoDataFrame(geometry=[shapely.Polygon([(w, s), (90.0, s), (w, n)])], crs=4326).to_file(aoi)
+        args = ["plan", "--stac", url, "--aoi", str(aoi), "--datetime", region.datetime, "--tile-km", "1"]
+        by_aoi = CliRunner().invoke(main, [*args, "--json"])
+        text = CliRunner().invoke(main, [*args, "--map", str(root / "plan.png"), "--workers", "2", "--throughput", "1"])
+    return region, root, small, one, (plan, by_aoi, text)
+
+
+def test_a_polygon_aoi_plans_only_its_tiles(zones):
+    region, root, small, _, (plan, by_aoi, text) = zones
+    assert by_aoi.exit_code == 0, by_aoi.output
+    tri = json.loads(by_aoi.output)
+    assert 0 < tri["tiles"] and tri["epsg"] == [32645] and tri["km2"] < 0.7 * json.loads(plan.output)["km2"]
+    assert text.exit_code == 0, text.output
+    assert "estimate" in text.output and "2 workers at 1 km²/s" in text.output
+    from PIL import Image
+
+    assert Image.open(root / "plan.png").size[0] > 100
 
 
 def test_the_plan_has_tiles_in_both_zones(zones):
-    region, _, small, _, plan = zones
+    region, _, small, _, (plan, _, _) = zones
     assert plan.exit_code == 0, plan.output
     summary = json.loads(plan.output)
     assert {"tiles", "epsg", "km2", "items", "max_tasks_per_tile", "tile_km"} <= set(summary)
