@@ -67,6 +67,8 @@ def main() -> None:
     p.add_argument("--model", default="band-ratio")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--chunk", type=int, default=2048)
+    p.add_argument("--tile-km", type=float, default=10.0, help="production tiles (several per region)")
+    p.add_argument("--margin-km", type=float, default=1.0)
     args = p.parse_args()
     if args.mode == "glaciers":
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GDAL_NUM_THREADS"):
@@ -88,12 +90,17 @@ def main() -> None:
         for n in map(int, args.workers.split(",")):
             t0 = time.perf_counter()
             manifest = run_inventory(url, bbox=info["bbox"], datetime=info["datetime"], out=Path(tmp) / f"w{n}",
-                                     model=args.model, workers=n, chunk=args.chunk, quiet=True)
+                                     model=args.model, workers=n, chunk=args.chunk, tile_km=args.tile_km,
+                                     margin_km=args.margin_km, quiet=True)
             seconds = time.perf_counter() - t0
             results[n] = seconds
             stages = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in manifest["timings_s"].items())
+            tiles = manifest["tiles"].values()
+            per_tile = ", ".join(f"{k[:-2]} {sum(t['timings_s'].get(k, 0) for t in tiles):.1f}"
+                                 for k in ("predict_s", "outlines_s", "inventory_s", "preview_s"))
             print(f"{n} worker(s): {seconds:6.1f} s  {manifest['km2_processed'] / seconds:6.1f} km^2/s  "
-                  f"({manifest['km2_processed']:.0f} km^2, {manifest['glaciers']} glaciers; stages s: {stages})")
+                  f"({manifest['km2_processed']:.0f} km^2 in {manifest['plan']['tiles']} tiles, {manifest['glaciers']} "
+                  f"glaciers, {manifest['merged_glaciers']} merged; stages s: {stages}; summed over tiles: {per_tile})")
     if len(results) > 1:
         one, two = results[min(results)], results[max(results)]
         print(f"speed-up {max(results)} vs {min(results)} workers: {one / two:.2f}x")

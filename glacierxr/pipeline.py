@@ -126,7 +126,13 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             echo(f"dask       LocalCluster({workers} workers x 1 thread), dashboard {client.dashboard_link}")
-            yield client
+            try:
+                yield client
+            finally:
+                # retire the workers before the scheduler goes: closing both at once lets a worker's
+                # heartbeat hit a closed scheduler and log a traceback on the way out
+                with contextlib.suppress(Exception):
+                    client.retire_workers(list(client.scheduler_info()["workers"]), close_workers=True, remove=True)
     else:
         with Client(scheduler) as client:
             echo(f"dask       {scheduler}, dashboard {client.dashboard_link}")
