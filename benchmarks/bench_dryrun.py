@@ -32,6 +32,10 @@ def main() -> None:
     parser.add_argument("--tile-km", type=float, default=100.0)
     parser.add_argument("--bbox", type=float, nargs=4, default=None, help="default: the 600 km Karakoram box")
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("--world", default="range", help="range (mountain ranges) or blobs (many small glaciers)")
+    parser.add_argument("--compare-tile-km", type=float, default=None,
+                        help="run again with this tile size and compare the glaciers (count, polygons, areas)")
+    parser.add_argument("--no-checks", action="store_true", help="skip the seam and truth checks")
     args = parser.parse_args()
 
     import geopandas as gpd
@@ -46,7 +50,7 @@ def main() -> None:
     bbox = tuple(args.bbox or KARAKORAM_BBOX)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        info = write_catalog(root / "stac", bbox)
+        info = write_catalog(root / "stac", bbox, world=args.world)
         out = args.out or root / "run"
         with serve(root / "stac") as url:
             t0 = time.perf_counter()
@@ -56,6 +60,32 @@ def main() -> None:
                                         min_area_km2=0.05)
             wall = time.perf_counter() - t0
             rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # the driver, before the checks
+            compared = None
+            if args.compare_tile_km:
+                other = gx.run_inventory(url, bbox=bbox, datetime=info["datetime"], out=root / "other",
+                                         resolution=args.resolution, tile_km=args.compare_tile_km, chunk=1024,
+                                         window=256, overlap=32, workers=args.workers, reader=GeneratedReader,
+                                         quiet=True, quicklook=False, min_area_km2=0.05)
+                a, b = gpd.read_parquet(out / "outlines.parquet"), gpd.read_parquet(root / "other" / "outlines.parquet")
+                same = sum(x.equals_exact(y, 0) for x, y in zip(a.geometry, b.geometry, strict=False))
+                compared = {"tile_km": args.compare_tile_km, "tiles": other["plan"]["tiles"],
+                            "glaciers": other["glaciers"], "merged_glaciers": other["merged_glaciers"],
+                            "identical_polygons": int(same),
+                            "max_rel_area_diff": float(np.max(np.abs(a.area_km2.to_numpy() - b.area_km2.to_numpy())
+                                                              / b.area_km2.to_numpy())) if len(a) == len(b) else None}
+        if args.no_checks:
+            tiles = manifest["tiles"].values()
+            whole = sum(t["glaciers"] for t in tiles)
+            inv_s = sum(t["timings_s"]["inventory_s"] for t in tiles)
+            print(json.dumps({"bbox": bbox, "world": args.world, "resolution_m": args.resolution,
+                              "tiles": manifest["plan"]["tiles"], "wall_s": round(wall, 1),
+                              "stages_s": {k: round(v, 1) for k, v in manifest["timings_s"].items()},
+                              "driver_peak_rss_gb": round(rss_gb, 2), "glaciers": manifest["glaciers"],
+                              "merged_glaciers": manifest["merged_glaciers"],
+                              "whole_glaciers_per_s_per_worker": round(whole / max(inv_s, 1e-9), 1),
+                              "median_km2": float(gpd.read_parquet(out / "outlines.parquet")["area_km2"].median()),
+                              "compared": compared}, indent=1))
+            return
         outlines = gpd.read_parquet(out / "outlines.parquet")
         geoms = outlines.geometry.values
         tree = shapely.STRtree(geoms)
@@ -81,7 +111,7 @@ def main() -> None:
         for epsg, prob in mosaics.items():
             mask = prob.values >= 0.5
             transform = prob.rio.transform()
-            truth = rasterize_truth(epsg, transform, mask.shape)
+            truth = rasterize_truth(epsg, transform, mask.shape, world=args.world)
             valid = np.isfinite(prob.values)
             mapped = features.rasterize(((g, 1) for g in outlines.to_crs(epsg).geometry), out_shape=mask.shape,
                                         transform=transform).astype(bool)
@@ -99,6 +129,7 @@ def main() -> None:
             "glaciers_crossing_zone_line": crossing, "pairs_sharing_an_edge": shared,
             "closest_pair_across_zone_line_px": round(min(near), 2) if near else None,
             "iou_vs_truth_per_zone": {str(k): round(v, 4) for k, v in ious.items()},
+            "compared": compared,
         }
         print(json.dumps(report, indent=1))
 

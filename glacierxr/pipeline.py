@@ -602,7 +602,8 @@ def run_inventory(
     }
     _atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
     shutil.rmtree(out / ".partial", ignore_errors=True)
-    say(f"inventory  {len(inv)} glaciers ({len(merged)} merged across tiles), {manifest['glacier_area_km2']:.2f} km² "
+    say(f"inventory  {len(inv)} glaciers ({len(merged)} through the merge: cut by a tile edge or zone line), "
+        f"{manifest['glacier_area_km2']:.2f} km² "
         f"-> {out}")
     return manifest
 

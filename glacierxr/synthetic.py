@@ -420,6 +420,21 @@ def _collection(cid: str, title: str, bbox: list[float], interval: list[str], ex
     }
 
 
+def _s1_item(iid: str, geom: dict, bbox: list[float], t: dt.datetime, code: str, assets: dict) -> dict:
+    """A Sentinel-1 RTC item as Planetary Computer publishes it."""
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
+        "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": bbox,
+        "properties": {
+            "datetime": _iso(t), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
+            "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
+            "sar:frequency_band": "C", "sar:observation_direction": "right",
+            "sat:orbit_state": "descending", "proj:code": code,
+        },
+        "assets": assets, "links": [],
+    }
+
+
 def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -615,17 +630,7 @@ def _publish_mgrs(
                 path = cog_dir / iid / f"{key}.tif"
                 _write_cog(path, both[k], ts1, code, _S1_NODATA)
                 assets[key] = _asset(path, ts1, (srows, scols), {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=code)
-            s1_items.append({
-                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
-                "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": gbbox,
-                "properties": {
-                    "datetime": _iso(t1), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
-                    "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
-                    "sar:frequency_band": "C", "sar:observation_direction": "right",
-                    "sat:orbit_state": "descending", "proj:code": code,
-                },
-                "assets": assets, "links": [],
-            })
+            s1_items.append(_s1_item(iid, geom, gbbox, t1, code, assets))
     # --- DEM: exact 1-degree tiles at 1 arc-second, the surface sampled where the region is, NaN elsewhere
     arcsec = 1 / 3600
     dem_items: list[dict] = []
@@ -901,17 +906,7 @@ def make_region(
                 path = cog_dir / iid / f"{key}.tif"
                 _write_cog(path, arr, t10, crs_str, _S1_NODATA)
                 assets[key] = _asset(path, t10, arr.shape, {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=crs_str)
-            s1_items.append({
-                "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V2, _RASTER, _SAR],
-                "id": iid, "collection": "sentinel-1-rtc", "geometry": geom, "bbox": bbox,
-                "properties": {
-                    "datetime": _iso(t1), "platform": "SENTINEL-1A", "constellation": "Sentinel-1",
-                    "sar:product_type": "GRD", "sar:instrument_mode": "IW", "sar:polarizations": ["VV", "VH"],
-                    "sar:frequency_band": "C", "sar:observation_direction": "right",
-                    "sat:orbit_state": "descending", "proj:code": crs_str,
-                },
-                "assets": assets, "links": [],
-            })
+            s1_items.append(_s1_item(iid, geom, bbox, t1, crs_str, assets))
             ids["sentinel-1-rtc"].append(iid)
 
         # DEM: 1 arc-second geographic grid like Copernicus GLO-30, sampled from the true surface

@@ -40,7 +40,7 @@ import numpy as np
 from glacierxr.errors import AssetReadError, InvalidArgumentError
 
 __all__ = [
-    "GeneratedReader", "parse_href", "world_fields", "true_glacier_mask", "elevation", "rasterize_truth",
+    "GeneratedReader", "WORLDS", "parse_href", "world_fields", "true_glacier_mask", "elevation", "rasterize_truth",
     "reflectance_table", "snow_line",
 ]
 
@@ -115,8 +115,36 @@ def snow_line(lat: np.ndarray | float) -> np.ndarray | float:
     return np.clip(5500.0 - 30.0 * (np.abs(lat) - 35.0), 600.0, 6000.0)
 
 
-def world_fields(lon: np.ndarray, lat: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+#: Worlds the generator knows: ``range`` (fractal mountain ranges above a snow line) and
+#: ``blobs`` (many separate small glaciers with log-normal areas, as in High Mountain Asia).
+WORLDS = ("range", "blobs")
+_BLOB_CELL_KM = 2.0
+
+
+def _blobs(X: np.ndarray, Y: np.ndarray, seed: int) -> np.ndarray:
+    """Glacier mask of the ``blobs`` world: one irregular glacier per 2 km cell, never touching another.
+
+    Areas are log-normal (median 0.2 km², sigma 1.2: ~10 % above 1 km²), capped so that a
+    glacier stays inside its cell; a few percent of the cells hold none.
+    """
+    c = _BLOB_CELL_KM
+    ix, iy = np.floor(X / c), np.floor(Y / c)
+    u = _hash(ix.astype(np.int64), iy.astype(np.int64), _key(seed, 40))
+    v = _hash(ix.astype(np.int64), iy.astype(np.int64), _key(seed, 41))
+    g = _hash(ix.astype(np.int64), iy.astype(np.int64), _key(seed, 42))
+    # log-normal area by inverse transform of a uniform (Box-Muller of two hashes)
+    z = np.sqrt(-2.0 * np.log(np.clip(u, 1e-9, 1.0))) * np.cos(2 * np.pi * v)
+    area = np.minimum(0.2 * np.exp(1.2 * z), np.pi * (0.42 * c) ** 2 / 1.3)
+    r = np.sqrt(area / np.pi)
+    cx, cy = (ix + 0.5) * c, (iy + 0.5) * c
+    wobble = 1.0 + 0.3 * (_noise(X, Y, 0.15, _key(seed, 43)) - 0.5)
+    return (np.hypot(X - cx, Y - cy) < r * wobble) & (g > 0.05)
+
+
+def world_fields(lon: np.ndarray, lat: np.ndarray, seed: int = 0, world: str = "range") -> dict[str, np.ndarray]:
     """The generated world at lon/lat points (any shape).
+
+    ``world`` is one of :data:`WORLDS`; both share the terrain, only the glaciers differ.
 
     Returns
     -------
@@ -141,21 +169,21 @@ def world_fields(lon: np.ndarray, lat: np.ndarray, seed: int = 0) -> dict[str, n
     z = z.astype(np.float32)
     ela = snow_line(lat).astype(np.float32)
     jitter = 250.0 * (_noise(X, Y, 1.6, _key(seed, 30)) - 0.5)
-    glacier = (z + jitter) > ela
+    glacier = (z + jitter) > ela if world != "blobs" else _blobs(X, Y, seed)
     veg = (~glacier) & (z < ela - 2800.0) & (_noise(X, Y, 3.0, _key(seed, 31)) > 0.45)
     surface = np.where(glacier, np.uint8(1), np.where(veg, np.uint8(2), np.uint8(0))).astype(np.uint8)
     brightness = (0.8 + 0.4 * _noise(X, Y, 0.7, _key(seed, 32))).astype(np.float32)
     return {"elevation": z, "glacier": glacier, "surface": surface, "brightness": brightness}
 
 
-def elevation(lon: np.ndarray, lat: np.ndarray, seed: int = 0) -> np.ndarray:
+def elevation(lon: np.ndarray, lat: np.ndarray, seed: int = 0, world: str = "range") -> np.ndarray:
     """Generated terrain elevation (m, float32) at lon/lat points."""
-    return world_fields(lon, lat, seed)["elevation"]
+    return world_fields(lon, lat, seed, world)["elevation"]
 
 
-def true_glacier_mask(lon: np.ndarray, lat: np.ndarray, seed: int = 0) -> np.ndarray:
+def true_glacier_mask(lon: np.ndarray, lat: np.ndarray, seed: int = 0, world: str = "range") -> np.ndarray:
     """Whether each lon/lat point is glacier in the generated world of ``seed`` (bool array)."""
-    return world_fields(lon, lat, seed)["glacier"]
+    return world_fields(lon, lat, seed, world)["glacier"]
 
 
 def _cloud(lon: np.ndarray, lat: np.ndarray, date: str, seed: int, cover: float) -> np.ndarray:
@@ -232,9 +260,10 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 24
 
 
-def _window_world(epsg: int, transform: tuple, window: tuple[int, int, int, int], seed: int) -> dict[str, np.ndarray]:
+def _window_world(epsg: int, transform: tuple, window: tuple[int, int, int, int], seed: int,
+                  world: str = "range") -> dict[str, np.ndarray]:
     """World fields of one output window, cached: all bands and items of a stack share them."""
-    key = (epsg, transform, window, seed)
+    key = (epsg, transform, window, seed, world)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
@@ -242,7 +271,7 @@ def _window_world(epsg: int, transform: tuple, window: tuple[int, int, int, int]
             return hit
     row_off, col_off, h, w = window
     lon, lat = _project(epsg, 4326, transform, row_off, col_off, h, w)
-    fields = world_fields(lon, lat, seed)
+    fields = world_fields(lon, lat, seed, world)
     fields["lon"], fields["lat"] = np.asarray(lon), np.asarray(lat)
     with _CACHE_LOCK:
         _CACHE[key] = fields
@@ -251,11 +280,12 @@ def _window_world(epsg: int, transform: tuple, window: tuple[int, int, int, int]
     return fields
 
 
-def rasterize_truth(epsg: int, transform: Sequence[float], shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+def rasterize_truth(epsg: int, transform: Sequence[float], shape: tuple[int, int], seed: int = 0,
+                    world: str = "range") -> np.ndarray:
     """The true glacier mask on a grid (pixel centres), e.g. a cube's ``epsg``/``transform``/``shape``."""
     h, w = shape
     lon, lat = _project(int(epsg), 4326, tuple(transform)[:6], 0, 0, h, w)
-    return true_glacier_mask(lon, lat, seed)
+    return true_glacier_mask(lon, lat, seed, world)
 
 
 # ----------------------------------------------------------------------------- hrefs
@@ -281,7 +311,7 @@ def parse_href(url: str) -> dict[str, Any]:
             "scale": float(q.get("scale", 1.0)), "offset": float(q.get("offset", 0.0)),
             "nodata": float(q["nodata"]) if "nodata" in q else None,
             "date": q.get("date", ""), "seed": int(q.get("seed", 0)),
-            "cloud": float(q.get("cloud", 0.04)),
+            "cloud": float(q.get("cloud", 0.04)), "world": q.get("world", "range"),
         }
     except (KeyError, ValueError) as exc:
         raise InvalidArgumentError(f"Generated href {url!r} lacks or garbles {exc}; write it with glacierxr.testing.metadata.") from None
@@ -339,7 +369,7 @@ class GeneratedReader:
         h, w = win[2], win[3]
         epsg = int(self.spec.epsg)
         transform = tuple(self.spec.transform)[:6]
-        world = _window_world(epsg, transform, win, p["seed"])
+        world = _window_world(epsg, transform, win, p["seed"], p["world"])
         # the asset's own extent, in its own CRS
         if p["epsg"] == 4326:
             ax, ay = world["lon"], world["lat"]

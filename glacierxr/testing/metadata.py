@@ -243,6 +243,7 @@ def s2_items(
     dates_per_tile: tuple[int, int] = (5, 6),
     partial_fraction: float = 0.15,
     boa_offset_applied: bool = False,
+    world: str = "range",
 ) -> list[dict]:
     """Earth Search v1 ``sentinel-2-l2a`` item dicts for every tile and date intersecting the box.
 
@@ -320,7 +321,7 @@ def s2_items(
                     bounds=",".join(f"{v:.0f}" for v in tile["bounds"]),
                     lon=None if lon_clip is None else ",".join(f"{v:.6f}" for v in lon_clip),
                     scale=None if is_scl else 0.0001, offset=None if is_scl else offset, nodata=0,
-                    date=date.isoformat(), seed=seed,
+                    date=date.isoformat(), seed=seed, world=None if world == "range" else world,
                 )
                 a = {"href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
                      "title": _TITLES[key]}
@@ -365,7 +366,7 @@ def _dem_cols(lat_south: int) -> int:
     return 360
 
 
-def dem_items(bbox: Sequence[float], *, seed: int = 0) -> list[dict]:
+def dem_items(bbox: Sequence[float], *, seed: int = 0, world: str = "range") -> list[dict]:
     """Copernicus DEM GLO-30 item dicts (``cop-dem-glo-30``), one per 1 degree cell in ``bbox``."""
     w, s, e, n = validate_bbox(bbox)
     items = []
@@ -378,7 +379,8 @@ def dem_items(bbox: Sequence[float], *, seed: int = 0) -> list[dict]:
             ns, ew = ("N" if lat >= 0 else "S"), ("E" if lon >= 0 else "W")
             iid = f"Copernicus_DSM_COG_10_{ns}{abs(lat):02d}_00_{ew}{abs(lon):03d}_00_DEM"
             href = _href("cop-dem-glo-30", iid, "data", band="dem", epsg=4326,
-                         bounds=",".join(repr(round(v, 12)) for v in (x0, y0, x1, y1)), seed=seed)
+                         bounds=",".join(repr(round(v, 12)) for v in (x0, y0, x1, y1)), seed=seed,
+                         world=None if world == "range" else world)
             items.append({
                 "type": "Feature", "stac_version": "1.0.0", "id": iid,
                 "properties": {
@@ -427,6 +429,7 @@ def write_catalog(
     boa_offset_applied: bool = False,
     dem: bool = True,
     sentinel2: bool = True,
+    world: str = "range",
 ) -> dict:
     """Write a metadata-only Earth Search v1 catalogue for a lon/lat box, ready for ``serve``.
 
@@ -446,6 +449,9 @@ def write_catalog(
     dem, sentinel2
         Whether to write the Copernicus DEM tiles / the Sentinel-2 items (two calls with one each
         may share a folder).
+    world
+        The generated world the hrefs name (:data:`glacierxr.testing.generated.WORLDS`):
+        ``"range"`` (mountain ranges) or ``"blobs"`` (thousands of small separate glaciers).
 
     Returns
     -------
@@ -463,7 +469,7 @@ def write_catalog(
     box = validate_bbox(bbox)
     out = Path(folder)
     s2 = s2_items(box, datetime, seed=seed, dates_per_tile=dates_per_tile, partial_fraction=partial_fraction,
-                  boa_offset_applied=boa_offset_applied) if sentinel2 else []
+                  boa_offset_applied=boa_offset_applied, world=world) if sentinel2 else []
     start, end = validate_datetime(datetime)
     collections = {}
     if sentinel2:
@@ -471,7 +477,7 @@ def write_catalog(
             _collection("sentinel-2-l2a", "Sentinel-2 Level-2A", s2, [f"{start}T00:00:00Z", f"{end}T23:59:59Z"],
                         [_EXT["eo"], _EXT["proj"], _EXT["raster"]]), s2)
     if dem:
-        d = dem_items(box, seed=seed)
+        d = dem_items(box, seed=seed, world=world)
         collections["cop-dem-glo-30"] = (_collection("cop-dem-glo-30", "Copernicus DEM GLO-30", d,
                                                      ["2021-04-22T00:00:00Z", None], [_EXT["proj"], _EXT["raster"]]), d)
     for cid, (coll, items) in collections.items():
