@@ -13,9 +13,11 @@ The pieces (:mod:`glacierxr.tilework`) are stitched in two steps:
    at the glacier's sides, so the outline can show a notch of up to half a pixel where it
    crosses the line.
 
-Merged glaciers then take the one path to the output that whole glaciers take
-(:func:`glacierxr.tilework.finish_glaciers`: holes, geodesic area filter), and their attributes
-are computed from the DEM afterwards, in parallel, each from a small DEM cube around it.
+Merged glaciers then take the steps whole glaciers take in
+:func:`glacierxr.tilework.finish_glaciers` (the same canonical lattice polygon, the same hole
+filling, the same lattice -> lon/lat transform, the geodesic area filter), so a glacier comes out
+identical whether a tile held it whole or the merge joined it; their attributes are computed
+from the DEM afterwards, in parallel, each from a small DEM cube around it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pandas as pd
 import shapely
 
 from glacierxr.tiles import zone_strip
-from glacierxr.tilework import finish_glaciers, tile_dir
+from glacierxr.tilework import fill_holes_px, geodesic_km2, lattice_to_lonlat, tile_dir
 from glacierxr.vectorize import _stitch, canonical
 
 __all__ = ["merge_pieces", "attributes_of"]
@@ -93,11 +95,8 @@ def merge_pieces(run_dir: str | Path, tiles: Sequence, *, min_area_km2: float, m
         # the lattice is shared by both hemispheres of a zone: the northern CRS places it
         epsg = 32600 + int(zone)
         stitched = _stitch([(g, 0, s, c, True) for g, s, c in zip(geoms, group["sum"], group["count"], strict=True)])
-        polys = np.array([canonical(p[0]) for p in stitched], dtype=object)
-        filled = [p for p in polys]
-        from glacierxr.tilework import fill_holes_px, lattice_to_lonlat
-
-        filled = np.array([fill_holes_px(p, min_hole_km2 * 1e6 / resolution**2) for p in filled], dtype=object)
+        polys = [canonical(p[0]) for p in stitched]
+        filled = np.array([fill_holes_px(p, min_hole_km2 * 1e6 / resolution**2) for p in polys], dtype=object)
         ll = lattice_to_lonlat(filled, epsg, resolution)
         west, _, east, _ = zone_strip(epsg)
         for g, (_, _, s, c, _) in zip(ll, stitched, strict=True):
@@ -135,8 +134,6 @@ def merge_pieces(run_dir: str | Path, tiles: Sequence, *, min_area_km2: float, m
         out_epsg.append(zone_epsg)
     frame = gpd.GeoDataFrame({"mean_probability": np.array(out_mean, dtype="float32"), "zone_epsg": out_epsg},
                              geometry=out_geoms, crs="EPSG:4326")
-    from glacierxr.tilework import geodesic_km2
-
     return frame[geodesic_km2(frame.geometry.values) >= min_area_km2].reset_index(drop=True)
 
 
@@ -147,8 +144,8 @@ def attributes_of(glaciers, dem_items: Sequence[dict], *, resolution: float, dat
     The DEM is put on the glacier's zone grid at the run's resolution (the grid a tile would
     have used), so a merged glacier is measured like a whole one.
     """
-    import geopandas as gpd
     import dask
+    import geopandas as gpd
 
     import glacierxr as gx
     from glacierxr.tilework import with_attributes
