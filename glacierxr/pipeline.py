@@ -276,12 +276,17 @@ def _run_tiles(jobs: list, client, progress: _Progress, km2: dict[str, float], m
             entries[job.tile.id] = run_tile(job)
             progress.advance(km2[job.tile.id])
         return entries
+    import uuid
+
     from distributed import as_completed
 
+    # keys unique to this invocation: a worker orphaned by a killed run that reconnects to a new
+    # scheduler on a reused port must never have its stale result taken for this run's tile
+    run = uuid.uuid4().hex[:8]
     pending = iter(jobs)
     futures = as_completed()
     for job in [j for _, j in zip(range(max_in_flight), pending, strict=False)]:
-        futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}", pure=False, retries=2))
+        futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}-{run}", pure=False, retries=2))
     for future in futures:
         entry = future.result()  # a tile that keeps failing raises here, naming its cause
         entries[entry["tile"]] = entry
@@ -289,7 +294,7 @@ def _run_tiles(jobs: list, client, progress: _Progress, km2: dict[str, float], m
         future.release()
         job = next(pending, None)
         if job is not None:
-            futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}", pure=False, retries=2))
+            futures.add(client.submit(run_tile, job, key=f"tile-{job.tile.id}-{run}", pure=False, retries=2))
     return entries
 
 

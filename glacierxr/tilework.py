@@ -19,11 +19,13 @@ its Zarr chunk by chunk and rewrites everything else identically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,10 +220,31 @@ def run_tile(job: TileJob) -> dict:
     if ledger.exists():
         return json.loads(ledger.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    with dask.config.set(scheduler="threads", num_workers=_threads()):
-        entry = _run(job, folder)
-    write_atomic(ledger, lambda p: p.write_text(json.dumps(entry, indent=1, sort_keys=True)))
+    with _tile_lock(folder):
+        if ledger.exists():  # another process (e.g. a worker orphaned by a killed run) finished it meanwhile
+            return json.loads(ledger.read_text())
+        with dask.config.set(scheduler="threads", num_workers=_threads()):
+            entry = _run(job, folder)
+        write_atomic(ledger, lambda p: p.write_text(json.dumps(entry, indent=1, sort_keys=True)))
     return entry
+
+
+@contextlib.contextmanager
+def _tile_lock(folder: Path) -> Iterator[None]:
+    """One process at a time on a tile: an exclusive ``flock`` on ``<tile>/.lock``.
+
+    After a kill -9 of the command, a worker process can outlive it and still be running a
+    tile when the resumed run starts the same tile; the lock makes the second wait, then find
+    the tile done. The kernel releases the lock when its holder dies.
+    """
+    import fcntl
+
+    with (folder / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _run(job: TileJob, folder: Path) -> dict:
