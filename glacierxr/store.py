@@ -140,6 +140,11 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
     fingerprint = _fingerprint(prob, name, dtype)
     meta = _meta(path)
     status = store_status(path)
+    if (meta / "creating").exists() and not (meta / "fingerprint").exists():
+        # a write killed while it created the store's metadata (our marker says so): start again
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(meta, ignore_errors=True)
+        status = store_status(path)
     if path.exists() and mode == "w":
         shutil.rmtree(path)
         shutil.rmtree(meta, ignore_errors=True)
@@ -154,6 +159,8 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
     if not path.exists():
         shutil.rmtree(meta, ignore_errors=True)  # stale bookkeeping of a deleted store
     if not (meta / "fingerprint").exists():
+        meta.mkdir(parents=True, exist_ok=True)
+        (meta / "creating").write_text(fingerprint)  # until the fingerprint is written: see above
         ds = prob.to_dataset(name=name)
         keep = {"x", "y", "spatial_ref"}
         ds = ds.drop_vars([c for c in ds.coords if c not in keep])
@@ -172,6 +179,7 @@ def to_zarr(prob: xr.DataArray, store: str | Path, *, mode: str = "w-", dtype: s
             ds.to_zarr(path, mode="w", compute=False, zarr_format=3, encoding={name: enc}, consolidated=True)
         (meta / "done").mkdir(parents=True, exist_ok=True)
         (meta / "fingerprint").write_text(fingerprint)
+        (meta / "creating").unlink()
     done = meta / "done"
     blocks = data.to_delayed()
     tasks = []
