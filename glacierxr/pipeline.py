@@ -567,7 +567,7 @@ def run_inventory(
         merged = merge_pieces(out, [tp.tile for tp in plan.tiles], min_area_km2=min_area_km2, min_hole_km2=0.01)
         timings["merge_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        merged = _merged_attributes(merged.drop(columns=[]), plan, client, date=date, dem_source=dem_source, reader=reader)
+        merged = _merged_attributes(merged, plan, client, date=date, dem_source=dem_source, reader=reader)
         timings["merge_attributes_s"] = time.perf_counter() - t
     whole = [gpd.read_parquet(tile_dir(out, i) / "glaciers.parquet") for i in sorted(entries)]
     whole = [w for w in whole if len(w)]

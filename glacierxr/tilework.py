@@ -124,11 +124,9 @@ def geodesic_km2(geoms_ll) -> np.ndarray:
 
 def fill_holes_px(poly, min_hole_px: float):
     """Fill the holes of a pixel-space (Multi)Polygon smaller than ``min_hole_px`` pixels."""
-    if min_hole_px <= 0:
-        return poly
-    parts = getattr(poly, "geoms", [poly])
-    kept = [shapely.Polygon(p.exterior, [r for r in p.interiors if shapely.Polygon(r).area >= min_hole_px]) for p in parts]
-    return kept[0] if len(kept) == 1 else shapely.MultiPolygon(kept)
+    from glacierxr.vectorize import _fill_small_holes
+
+    return _fill_small_holes(poly, min_hole_px)
 
 
 def meridian_x(epsg: int, lon: float, y: np.ndarray) -> np.ndarray:
