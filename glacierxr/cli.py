@@ -79,7 +79,8 @@ def _region_options(f):
         click.option("--buffer-km", default=0.0, show_default=True, help="Grow the AOI by this distance."),
         click.option("--tile-km", default=100.0, show_default=True, help="Production tile size (nests in 100 km)."),
         click.option("--margin-km", default=2.0, show_default=True, help="Margin predicted around each tile."),
-        click.option("--resolution", default=10.0, show_default=True, help="Pixel size in metres."),
+        click.option("--resolution", type=float, default=None,
+                     help="Pixel size in metres [default: the model's, 10 for band-ratio and for plan]."),
     )):
         f = option(f)
     return f
@@ -113,6 +114,7 @@ def plan_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, dat
     from glacierxr.plan import plan_region
 
     bbox, aoi = _region(bbox, aoi)
+    resolution = resolution or 10.0
     plan = plan_region(stac, aoi=bbox if bbox is not None else aoi, datetime=datetime_, tile_km=tile_km,
                        margin_km=margin_km, buffer_km=buffer_km, resolution=resolution, chunk=chunk,
                        sensors=tuple(s.strip() for s in sensors.split(",") if s.strip()), max_cloud=max_cloud,
@@ -139,7 +141,8 @@ def plan_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, dat
 @click.option("--stac", required=True, help="STAC API URL, or earth-search / planetary-computer.")
 @_region_options
 @click.option("--datetime", "datetime_", required=True, metavar="A/B", help="Date window, e.g. 2023-07-15/2023-09-30.")
-@click.option("--model", default="band-ratio", show_default=True, help="band-ratio or a checkpoint path.")
+@click.option("--model", default="band-ratio", show_default=True,
+              help="band-ratio, a shipped checkpoint (lgt-lgcb.synth-s2) or a checkpoint path.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--workers", type=int, default=None, help="Start a LocalCluster with N worker processes.")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler.")
@@ -176,8 +179,14 @@ def inventory_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution
               help="LON LAT of the centre; the default lies on the line between UTM zones 45N and 46N.")
 @click.option("--tile-km", default=5.0, show_default=True, help="Production tile size (a real range uses 100).")
 @click.option("--workers", default=2, show_default=True, help="LocalCluster worker processes (0: threads).")
-def demo(out_dir: Path, size: int, seed: int, center: tuple[float, float], tile_km: float, workers: int) -> None:
+@click.option("--model", default="lgt-lgcb.synth-s2", show_default=True,
+              help="The shipped Transformer, band-ratio, or a checkpoint path.")
+def demo(out_dir: Path, size: int, seed: int, center: tuple[float, float], tile_km: float, workers: int,
+         model: str) -> None:
     """Run `glacierxr inventory` on the embedded synthetic region, end to end, offline.
+
+    It maps with the shipped Transformer (lgt-lgcb.synth-s2, trained on other synthetic regions)
+    and scores it next to the band ratio run the same way.
 
     The region straddles a UTM zone line and is cut into small production tiles, so the demo
     shows what a mountain range needs: per-zone grids, one task per tile, and glaciers that
@@ -195,17 +204,24 @@ def demo(out_dir: Path, size: int, seed: int, center: tuple[float, float], tile_
     zones = ", ".join(region.zones)
     click.echo(f"region     {region.name}: {size} x {size} px at 10 m across {zones}, {region.datetime}")
     run = out_dir / "inventory"
+    ratio_run = out_dir / "inventory-band-ratio"
+    common = dict(bbox=region.bbox, datetime=region.datetime, tile_km=tile_km, margin_km=0.5, workers=workers or None,
+                  chunk=512, overwrite=True)
     with serve(region.stac_dir) as url:
         click.echo(f"STAC API   {url} (rustac serve)")
         click.echo(f"command    glacierxr inventory --stac {url} --bbox {' '.join(f'{v:.5f}' for v in region.bbox)} "
-                   f"--datetime {region.datetime} --model band-ratio --tile-km {tile_km:g} --margin-km 0.5 "
+                   f"--datetime {region.datetime} --model {model} --tile-km {tile_km:g} --margin-km 0.5 "
                    f"--out {run} --workers {workers}")
-        run_inventory(url, bbox=region.bbox, datetime=region.datetime, out=run, model="band-ratio", tile_km=tile_km,
-                      margin_km=0.5, workers=workers or None, chunk=512, overwrite=True, echo=click.echo)
+        run_inventory(url, out=run, model=model, echo=click.echo, **common)
+        if model != "band-ratio":
+            click.echo("baseline   the same run with the band ratio, for comparison")
+            run_inventory(url, out=ratio_run, model="band-ratio", quiet=True, **common)
     truth = gpd.read_file(region.truth_path)
     if len(truth):
-        for epsg, prob in open_mosaic(run).items():  # scored on each zone's grid
-            _report_accuracy(gx.evaluate(prob, truth), f"EPSG:{epsg}")
+        runs = [(model, run)] + ([("band-ratio", ratio_run)] if model != "band-ratio" else [])
+        for name, folder in runs:
+            for epsg, prob in open_mosaic(folder).items():  # scored on each zone's grid
+                _report_accuracy(gx.evaluate(prob, truth), f"{name:<17} EPSG:{epsg}")
     else:
         click.echo("accuracy   the region has no true glacier to score against")
     click.echo("outputs    " + "\n           ".join(str(run / n) for n in (
@@ -245,9 +261,12 @@ def _cube_for(stac: str, bbox, datetime_: str, bands, max_cloud, resolution: flo
 def _parse_bands(value: str) -> tuple[str, ...]:
     from glacierxr.training.experiment import BAND_GROUPS, bands_of
 
+    from glacierxr.models import DEFAULT_NORMALIZATION
+
     value = value.strip()
-    if value and set(value) <= set(BAND_GROUPS):
-        return bands_of(value)
+    if value and "," not in value and value.isalpha() and value.isupper() and len(value) <= len(BAND_GROUPS) \
+            and value not in DEFAULT_NORMALIZATION:
+        return bands_of(value)  # group letters such as ABCD (an unknown letter is an error, not a band name)
     return tuple(b.strip() for b in value.split(",") if b.strip())
 
 
@@ -277,56 +296,107 @@ _DATETIME = click.option("--datetime", "datetime_", required=True, metavar="A/B"
 @_BBOX
 @_DATETIME
 @click.option("--outlines", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Glacier outlines (any vector file, any CRS) used as labels.")
+              help="Glacier outlines (any vector file, any CRS) used as labels, e.g. the region's RGI.")
 @click.option("--model", "arch", default="lgt-lgcb", show_default=True, help="Architecture (glacierxr.models.available()).")
+@click.option("--init", default=None, metavar="NAME|PATH",
+              help="Fine-tune this checkpoint (a shipped name such as lgt-lgcb.synth-s2, or a path) instead of "
+                   "training --model from scratch; bands it lacks get a new input channel.")
 @click.option("--preset", default="small", show_default=True, type=click.Choice(["paper", "small", "tiny"]))
-@click.option("--bands", default="ABCD", show_default=True,
-              help="Band groups (A = VV VH, B = B02 B03 B04 B08 B11, C = NDVI NDSI NDWI, D = elevation) or a comma list.")
-@click.option("--epochs", type=int, required=True)
+@click.option("--bands", default=None,
+              help="Band groups (A = VV VH, B = B02 B03 B04 B08 B11, C = NDVI NDSI NDWI, D = elevation) or a comma "
+                   "list [default: ABCD, or the --init model's bands].")
+@click.option("--recipe", "recipe_name", default=None, type=click.Choice(["cpu", "paper", "finetune"]),
+              help="Training recipe [default: cpu, or finetune with --init]; the options below override it.")
+@click.option("--epochs", type=int, default=None, help="Epochs at most [recipe's].")
+@click.option("--time-limit", type=float, default=None, help="Minutes of training at most [recipe's].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint to write (best epoch).")
-@click.option("--chip", default=256, show_default=True, help="Chip side in pixels.")
-@click.option("--batch-size", default=4, show_default=True)
-@click.option("--lr", default=1e-4, show_default=True)
-@click.option("--val-fraction", default=0.3, show_default=True)
+@click.option("--chip", type=int, default=None, help="Chip side in pixels [recipe's].")
+@click.option("--batch-size", type=int, default=None, help="[recipe's]")
+@click.option("--lr", type=float, default=None, help="Peak learning rate [recipe's].")
+@click.option("--val-fraction", type=float, default=None, help="Share of the area held out [recipe's].")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--resolution", default=10.0, show_default=True, help="Pixel size in metres.")
+@click.option("--resolution", type=float, default=None, help="Pixel size in metres [10, or the --init model's].")
 @click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--no-cache", is_flag=True, help="Read chips from the cube every epoch instead of caching them in Zarr.")
+@click.option("--no-cache", is_flag=True, help="Keep the training raster in memory instead of beside --out.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run of --out.")
 @click.option("--overwrite", is_flag=True, help="Replace --out and its run.")
-def train_command(stac, bbox, datetime_, outlines, arch, preset, bands, epochs, out, chip, batch_size, lr,
-                  val_fraction, seed, resolution, max_cloud, device, no_cache, resume, overwrite) -> None:
-    """Train a model on a region's imagery with glacier outlines as labels; write the best checkpoint."""
+def train_command(stac, bbox, datetime_, outlines, arch, init, preset, bands, recipe_name, epochs, time_limit, out,
+                  chip, batch_size, lr, val_fraction, seed, resolution, max_cloud, device, no_cache, resume,
+                  overwrite) -> None:
+    """Train a model on a region's imagery with glacier outlines as labels; write the best checkpoint.
+
+    With no option beyond the region the "cpu" recipe trains from scratch in about 12 minutes on
+    two CPU cores; --init fine-tunes a trained model (the RGI workflow: train on the last
+    inventory, map the new year).
+    """
+    import warnings
+
+    import geopandas as gpd
     import torch
 
     import glacierxr.models as gm
-    from glacierxr.training import fit
+    from glacierxr.errors import InvalidArgumentError, TrainingFailedWarning
+    from glacierxr.geo import validate_bbox
+    from glacierxr.search import validate_datetime
+    from glacierxr.training import fit, recipe
+    from glacierxr.training.fit import check_run
 
-    band_list = _parse_bands(bands)
+    # every option is checked before anything is searched, read or written
+    the_recipe = recipe(recipe_name or ("finetune" if init else "cpu"), epochs=epochs, chip=chip,
+                        batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                        time_limit=None if time_limit is None else time_limit * 60)
+    validate_bbox(bbox)
+    validate_datetime(datetime_)
+    check_run(out, resume=resume, overwrite=overwrite)
+    labels = gpd.read_file(outlines)
+    if labels.empty or labels.crs is None:
+        raise InvalidArgumentError(f"--outlines {outlines} holds no polygon or has no CRS; pass glacier outlines.")
     torch.manual_seed(seed)
-    model = gm.create(arch, bands=band_list, preset=preset)
-    cube = _cube_for(stac, bbox, datetime_, model.bands, max_cloud, resolution, max(chip * 4, 1024))
-    click.echo(f"train      {arch} ({preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
-               f"on {', '.join(model.bands)}", err=True)
-    hist = fit(cube, outlines, model, out=out, epochs=epochs, chip=chip, val_fraction=val_fraction, seed=seed,
-               batch_size=batch_size, lr=lr, cache=not no_cache, device=device, resume=resume, overwrite=overwrite)
+    if init:
+        model = gm.load(init)
+        if bands is not None and tuple(_parse_bands(bands)) != tuple(model.bands):
+            model = gm.with_bands(model, _parse_bands(bands))
+        resolution = resolution or gm.inputs.model_resolution(model)
+        gm.inputs.check_resolution(model, resolution)
+    else:
+        model = gm.create(arch, bands=_parse_bands(bands or "ABCD"), preset=preset)
+        resolution = resolution or 10.0
+    cube = _cube_for(stac, bbox, datetime_, model.bands, max_cloud, resolution, 1024)
+    click.echo(f"train      {model.arch} ({model.preset}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+               f"parameters){' from ' + str(init) if init else ''} on {', '.join(model.bands)}; recipe "
+               f"{the_recipe.name}: at most {the_recipe.epochs} epochs"
+               + (f" or {the_recipe.time_limit / 60:g} min" if the_recipe.time_limit else ""), err=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrainingFailedWarning)
+        hist = fit(cube, labels, model, out=out, recipe=the_recipe, seed=seed, cache=not no_cache, device=device,
+                   resume=resume, overwrite=overwrite, provenance={"data": {"stac": stac, "bbox": list(bbox),
+                                                                            "datetime": datetime_,
+                                                                            "outlines": str(outlines)}})
     best = max(hist, key=lambda h: h["miou"] if h["miou"] is not None else -h["train_loss"])
-    click.echo(f"best epoch {best['epoch']}: train loss {best['train_loss']:.4f}"
+    click.echo(f"best epoch {best['epoch']} of {len(hist)} ({hist[-1].get('stopped', 'epochs')}): train loss "
+               f"{best['train_loss']:.4f}"
                + (f", validation OA {best['oa']:.3f} F1 {best['f1_glacier']:.3f} mIoU {best['miou']:.3f}"
                   if best["miou"] is not None else ""))
     click.echo(f"wrote      {out}")
+    failed = [w for w in caught if issubclass(w.category, TrainingFailedWarning)]
+    for w in caught:
+        if w not in failed:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if failed:
+        click.echo(f"warning: {failed[0].message}", err=True)
+        raise SystemExit(3)
 
 
 @main.command("evaluate")
 @_STAC
 @_BBOX
 @_DATETIME
-@click.option("--model", required=True, help="A checkpoint path, or band-ratio.")
+@click.option("--model", required=True, help="band-ratio, a shipped checkpoint (lgt-lgcb.synth-s2) or a checkpoint path.")
 @click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Reference glacier outlines (any vector file, any CRS).")
 @click.option("--json", "as_json", is_flag=True, help="Print every metric as JSON.")
-@click.option("--resolution", default=10.0, show_default=True)
+@click.option("--resolution", type=float, default=None, help="Pixel size in metres [the model's, else 10].")
 @click.option("--chunk", default=1024, show_default=True)
 @click.option("--window", default=512, show_default=True, help="Prediction window side in pixels.")
 @click.option("--tile", type=int, default=None, hidden=True, help="Deprecated alias of --window.")
@@ -336,10 +406,13 @@ def evaluate_command(stac, bbox, datetime_, model, reference, as_json, resolutio
                      max_cloud) -> None:
     """Map glaciers with a model and score the map against reference outlines (OA, F1, IoU, mIoU, boundaries)."""
     import glacierxr as gx
+    from glacierxr.models.inputs import check_resolution, model_resolution
     from glacierxr.pipeline import _model
 
     window = _window_option(window, tile)
     the_model = _model(model)
+    resolution = resolution or model_resolution(the_model)
+    check_resolution(the_model, resolution)
     cube = _cube_for(stac, bbox, datetime_, the_model.bands, max_cloud, resolution, chunk)
     prob = cube.glacier.predict(the_model, window=min(window, chunk), overlap=overlap)
     scores = gx.evaluate(prob, reference)

@@ -25,6 +25,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "ModelConfigError",
     "InputShapeError",
+    "ModelInputError",
     "StoreExistsError",
     "InventoryNotFoundError",
     "OptionalDependencyError",
@@ -32,6 +33,7 @@ __all__ = [
     "AssetReadError",
     "GlacierxrWarning",
     "SearchLimitWarning",
+    "TrainingFailedWarning",
 ]
 
 
@@ -103,6 +105,14 @@ class InputShapeError(GlacierxrError, ValueError):
     """An input tensor or array has a shape the operation cannot accept."""
 
 
+class ModelInputError(GlacierxrError, ValueError):
+    """A model's inputs (sensor, resolution, value scaling) do not match the cube it is given.
+
+    The message names what the checkpoint expects, what the cube has, and how to match them
+    (``resolution=``, other bands, or another model).
+    """
+
+
 class InventoryNotFoundError(GlacierxrError, FileNotFoundError):
     """An inventory file to read does not exist."""
 
@@ -142,4 +152,12 @@ class SearchLimitWarning(GlacierxrWarning):
 
     The message names the sensor, the collection, the limit and how to lift it
     (``max_items=None`` pages to the end).
+    """
+
+
+class TrainingFailedWarning(GlacierxrWarning):
+    """A training run ended with a model that maps (almost) no glacier on its validation chips.
+
+    The message gives the validation F1 and what to change (recipe, learning rate, epochs,
+    chip size, or labels that do not cover the imagery). ``glacierxr train`` exits non-zero.
     """

@@ -45,6 +45,7 @@ import xarray as xr
 
 from glacierxr.errors import GridError, InvalidArgumentError, StoreExistsError, UnknownModelError
 from glacierxr.geo import validate_bbox
+from glacierxr.models.inputs import check_resolution, model_resolution
 from glacierxr.predict import model_token
 from glacierxr.search import validate_datetime
 from glacierxr.tiling import check_tiling
@@ -140,21 +141,26 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
 
 
 def _model(model):
+    """A model from ``model``: a model, ``"band-ratio"``, a shipped checkpoint's name or a checkpoint path."""
     from glacierxr import models
 
     if isinstance(model, str) and not Path(model).exists():
         if model == "band-ratio":
             return models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
+        if model in models.available(pretrained=True):
+            return models.load(model)
         if model in models.available():
             raise InvalidArgumentError(
-                f"model={model!r}: a learned architecture needs trained weights; pass a checkpoint path "
-                "(gx.models.save), or 'band-ratio' for the non-learned method."
+                f"model={model!r}: a learned architecture needs trained weights; pass a shipped checkpoint "
+                f"({', '.join(models.available(pretrained=True))}), a checkpoint path (gx.models.save), or "
+                "'band-ratio' for the non-learned method."
             )
         if Path(model).suffix in (".pt", ".pth") or "/" in model or "\\" in model:
             return models.load(model)  # CheckpointNotFoundError naming the path
         raise UnknownModelError(
-            f"model={model!r} is neither a checkpoint file nor a known model; pass the path of a checkpoint "
-            "written by gx.models.save, or 'band-ratio' for the non-learned method."
+            f"model={model!r} is neither a checkpoint file nor a known model; pass a shipped checkpoint "
+            f"({', '.join(models.available(pretrained=True))}), the path of a checkpoint written by "
+            "gx.models.save, or 'band-ratio' for the non-learned method."
         )
     return models.load(model) if isinstance(model, str | Path) else model
 
@@ -413,7 +419,7 @@ def run_inventory(
     scheduler: str | None = None,
     tile_km: float = 100.0,
     margin_km: float = 2.0,
-    resolution: float = 10.0,
+    resolution: float | None = None,
     chunk: int = 2048,
     window: int = 512,
     overlap: int = 64,
@@ -455,7 +461,9 @@ def run_inventory(
         Production tiles (see :mod:`glacierxr.tiles`): side in km (nesting in the 100 km
         pattern) and the margin predicted around each core.
     resolution
-        Pixel size in metres.
+        Pixel size in metres; by default the one the model was trained at (10 m for the band
+        ratio and for checkpoints that do not record it). A model trained at another pixel size
+        is refused (:class:`~glacierxr.errors.ModelInputError`).
     chunk
         Chunk size in pixels inside a tile.
     window, overlap
@@ -513,6 +521,9 @@ def run_inventory(
     out = Path(out)
     t_start = time.perf_counter()
     the_model = _model(model)
+    if resolution is None:
+        resolution = model_resolution(the_model)
+    check_resolution(the_model, resolution)
     aoi_value = _aoi_param(bbox, aoi)
     params = {
         "stac": stac, "aoi": aoi_value, "buffer_km": float(buffer_km), "datetime": datetime, "model": the_model.arch,

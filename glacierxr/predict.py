@@ -11,7 +11,9 @@ The math of windows and weights lives in :mod:`glacierxr.tiling`; this module mo
    optional D4 test-time augmentation) and accumulate ``weight * p(glacier)`` and ``weight``
    over the chunk plus its ``overlap`` spill.
 3. Stage 2, one task per chunk: add the spill of the chunks above, left and above-left, divide,
-   and put NaN where every input band is missing.
+   and put NaN where any input band is missing: a pixel the model cannot see whole is not
+   mapped (a model never saw zero-filled bands in training; filling them made a false-glacier
+   frame around every region, where only the DEM reaches).
 
 The model reaches the tasks as a :class:`ModelHandle`: a checkpoint path and a token. Each
 process loads the weights once (cached by token) and runs one forward pass at a time (a lock:
@@ -164,7 +166,7 @@ def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta:
 def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
     """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
 
-    Channels: sum of weight * p(glacier), sum of weight, and the all-bands-missing flag.
+    Channels: sum of weight * p(glacier), sum of weight, and the missing-data flag (any band NaN).
 
     Inner chunks end on a window start, so their windows spill at most ``overlap`` pixels; the
     last chunk of an axis can spill further, but only past the array's end, which is dropped.
@@ -173,9 +175,9 @@ def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts
     ch, cw = chunks_y[iy], chunks_x[ix]
     ys = starts_y[(starts_y >= r0) & (starts_y < r0 + ch)] - r0
     xs = starts_x[(starts_x >= c0) & (starts_x < c0 + cw)] - c0
-    # channel 2 flags core pixels where every band is missing; computed here so that stage 2
+    # channel 2 flags core pixels where a band is missing; computed here so that stage 2
     # does not need the input block, which can then be freed as soon as this task is done
-    empty = np.isnan(block[:, :ch, :cw]).all(axis=0)
+    empty = np.isnan(block[:, :ch, :cw]).any(axis=0)
     if not len(ys) or not len(xs):
         out = np.zeros((3, ch + overlap, cw + overlap), np.float32)
         out[2, :ch, :cw] = empty
@@ -222,7 +224,7 @@ def _stage1_with_halo(core, *halo_and_location, **kwargs):
 
 
 def _stage2(core, below, right, corner, *, overlap):
-    """Add the spill of the neighbouring chunks and divide; NaN where every band is missing."""
+    """Add the spill of the neighbouring chunks and divide; NaN where a band is missing."""
     num, den, empty = core[0].copy(), core[1].copy(), core[2] > 0.5
     if overlap:
         h, w = num.shape
@@ -325,6 +327,7 @@ def predict(
     precision: str = "auto",
     chunks: int | None = None,
     tile: int | None = None,
+    check_inputs: bool = True,
 ) -> xr.DataArray:
     """Glacier probability of every pixel of ``cube``, lazily.
 
@@ -355,11 +358,14 @@ def predict(
     tile
         Deprecated alias of ``window`` (emits a :class:`FutureWarning`); "tile" now means a
         production tile of the regional pipeline.
+    check_inputs
+        Refuse a cube whose resolution, sensors or band units differ from what the model was
+        trained on (:func:`glacierxr.models.inputs.check_inputs`); ``False`` skips the check.
 
     Returns
     -------
     xarray.DataArray
-        ``glacier_probability`` (y, x), float32 in [0, 1], NaN where every input band is missing,
+        ``glacier_probability`` (y, x), float32 in [0, 1], NaN where any input band is missing,
         on the cube's grid with its CRS; attrs name the model, window, overlap and version. The
         result does not depend on the chunking.
 
@@ -367,6 +373,8 @@ def predict(
     ------
     MissingBandError
         When the cube lacks a band the model needs.
+    ModelInputError
+        When the cube is not the kind of data the model was trained on (resolution, sensors, units).
     InputShapeError
         When ``window`` is not a multiple of the output stride or ``overlap`` is out of range.
     GridError
@@ -398,6 +406,10 @@ def predict(
             f"The cube lacks band(s) {missing} that model {model.arch!r} needs (it uses {bands}); the cube has "
             f"{list(cube.data_vars)}. Add the sensor to the search, or create the model with bands= the cube has."
         )
+    if check_inputs:
+        from glacierxr.models.inputs import check_inputs as check
+
+        check(model, cube)
     stride = check_tiling(window, overlap, model.output_stride)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer, e.g. 8.")

@@ -17,7 +17,8 @@ from typing import Any
 
 from glacierxr.models.base import DEFAULT_NORMALIZATION, GlacierModel, ModelConfigError
 from glacierxr.models.checkpoint import CheckpointNotFoundError, load, mlm_item, mlm_path, save
-from glacierxr.models.registry import PRESETS, available, create, get_entry
+from glacierxr.models.inputs import check_inputs, inputs_of
+from glacierxr.models.registry import PRESETS, available, create, get_entry, with_bands
 
 __all__ = [
     "DEFAULT_NORMALIZATION",
@@ -26,12 +27,15 @@ __all__ = [
     "GlacierModel",
     "ModelConfigError",
     "available",
+    "check_inputs",
     "create",
     "describe",
+    "inputs_of",
     "load",
     "mlm_item",
     "mlm_path",
     "save",
+    "with_bands",
 ]
 
 

@@ -257,6 +257,9 @@ class GlacierModel(nn.Module):
         self.recommended_overlap = int(recommended_overlap)
         self.default_tta = bool(default_tta)
         self.provenance: dict[str, Any] = {}
+        #: What the model was trained on: ``sensors``, ``resolution`` (m), ``units`` per band
+        #: (:func:`glacierxr.models.inputs.inputs_of`); empty for a model never trained.
+        self.inputs: dict[str, Any] = {}
 
     @property
     def in_channels(self) -> int:

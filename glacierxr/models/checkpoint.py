@@ -5,7 +5,8 @@ with ``torch.load(..., weights_only=True)``::
 
     {"format": "glacierxr-checkpoint", "format_version": 1,
      "arch": str, "preset": str, "config": dict, "bands": [str], "normalization": {band: [mean, std]},
-     "state_dict": {name: tensor}, "provenance": dict, "torch_version": str}
+     "state_dict": {name: tensor}, "provenance": dict, "torch_version": str,
+     "inputs": {"sensors": [str], "resolution": float, "units": {band: str}}}  # inputs: optional
 
 :func:`save` also writes ``<checkpoint>.mlm.json``, a STAC Item with the MLM extension v1.4.0
 describing the inputs (bands, shape, z-score value scaling), outputs (two-class logits) and the
@@ -14,6 +15,7 @@ architecture.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -122,6 +124,7 @@ def save(model: GlacierModel, path: str | os.PathLike, *, provenance: Mapping[st
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "provenance": prov,
         "torch_version": str(torch.__version__),
+        "inputs": _plain_json(getattr(model, "inputs", {}) or {}, "model.inputs"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda f: torch.save(payload, f))
@@ -185,7 +188,8 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     Parameters
     ----------
     path
-        The checkpoint file.
+        The checkpoint file, or the name of a shipped one (``"lgt-lgcb.synth-s2"``, see
+        :func:`glacierxr.models.available` with ``pretrained=True``).
     map_location
         Device the tensors are loaded to (passed to :func:`torch.load`); when it is a device
         (string or :class:`torch.device`) the model is moved there too.
@@ -207,8 +211,11 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     UnknownModelError
         If it names an architecture this glacierxr does not know.
     """
-    from glacierxr.models.registry import available, create
+    from glacierxr.models import pretrained
+    from glacierxr.models.registry import available, create, get_entry
 
+    if pretrained.is_name(path) and not Path(path).exists():
+        path = pretrained.path_of(str(path))
     path = Path(path)
     payload = _read(path, map_location)
     arch = payload["arch"]
@@ -218,12 +225,19 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
             f"(available: {', '.join(available())}); upgrade glacierxr or use the version that wrote it"
         )
     try:
+        # options newer than the checkpoint take the dataclass default (the architecture it was
+        # trained with), not the preset's, which may have changed since
+        entry = get_entry(arch)
+        config = {f.name: f.default for f in dataclasses.fields(entry.config_cls)
+                  if f.default is not dataclasses.MISSING and f.name not in entry.fixed}
+        config.update(payload["config"])
         model = create(arch, bands=payload["bands"], preset=payload["preset"],
-                       normalization=payload["normalization"], **payload["config"])
+                       normalization=payload["normalization"], **config)
     except (ModelConfigError, UnknownModelError) as exc:
         raise CheckpointError(f"{str(path)!r}: cannot rebuild {arch!r} from its stored config: {exc}") from exc
     _load_weights(model, payload["state_dict"], path)
     model.provenance = dict(payload["provenance"])
+    model.inputs = dict(payload.get("inputs") or {})
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     return model.eval()
@@ -336,8 +350,13 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
         "glacierxr:output_stride": model.output_stride,
         "glacierxr:recommended_overlap": model.recommended_overlap,
         "glacierxr:default_tta": model.default_tta,
+        "glacierxr:inputs": _plain_json(getattr(model, "inputs", {}) or {}, "model.inputs"),
         "glacierxr:provenance": _plain_json(prov, "provenance"),
     }
+    if model.inputs.get("resolution"):
+        properties["description"] += f" Trained at {model.inputs['resolution']:g} m pixels."
+    if prov.get("description"):
+        properties["description"] += " " + str(prov["description"])
     return {
         "type": "Feature",
         "stac_version": "1.1.0",

@@ -34,7 +34,7 @@ from glacierxr.models.base import GlacierModel, ModelConfigError
 from glacierxr.models.layers import DropPath, Mlp, drop_path_rates, trunc_normal_init, window_attention
 
 __all__ = ["LGTConfig", "LGTEncoder", "LGTSegmenter", "LGTBlock", "LocallyGroupedAttention",
-           "GlobalSubsampledAttention"]
+           "GlobalSubsampledAttention", "FullResolutionRefinement"]
 
 ENCODER_PATTERNS = ("LG", "LL", "GG")
 DECODERS = ("lgcb", "lgt", "resnet18", "resnet50")
@@ -82,6 +82,9 @@ class LGTConfig:
     decoder_window: int = 8
     #: Dropout before the classifier.
     head_dropout: float = 0.1
+    #: Width of a full-resolution refinement of the logits from the input bands (0: none, the
+    #: paper's head: logits at stride 4, upsampled bilinearly). See :class:`FullResolutionRefinement`.
+    refine_channels: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.embed_dims)
@@ -109,6 +112,8 @@ class LGTConfig:
             )
         if any(s < 1 for s in self.windows + self.sr_ratios + self.patch_strides):
             raise ModelConfigError("windows, sr_ratios and patch_strides must be positive")
+        if self.refine_channels < 0:
+            raise ModelConfigError(f"refine_channels={self.refine_channels} must be >= 0 (0: no refinement)")
 
     @property
     def output_stride(self) -> int:
@@ -312,9 +317,32 @@ class LGTSegmenter(GlacierModel):
         else:
             self.decoder = decoders.ResNetDecoder(dims, style=cfg.decoder, num_classes=self.num_classes,
                                                   head_dropout=cfg.head_dropout)
+        self.refine = FullResolutionRefinement(len(self.bands), cfg.refine_channels, self.num_classes) \
+            if cfg.refine_channels else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        logits = self.decoder(self.encoder(x))
+        return logits if self.refine is None else self.refine(x, logits)
+
+
+class FullResolutionRefinement(nn.Module):
+    """Logits refined at full resolution: ``logits + conv(relu(conv([bands, logits])))``.
+
+    The decoders predict at stride 4 and upsample bilinearly, so a boundary can be off by a
+    pixel or two; two ``3 x 3`` convs on the input bands next to the upsampled logits put it on
+    the pixel where the bands change. The last conv starts at 0: the module begins as the
+    identity and the model as the paper's.
+    """
+
+    def __init__(self, in_channels: int, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels + num_classes, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, num_classes, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return logits + self.conv2(F.relu(self.conv1(torch.cat([x, logits], dim=1))))
 
 
 def _config_dict(cfg) -> dict:

@@ -13,17 +13,16 @@ experiment resumes where it stopped; ``tables.md`` is rewritten after every run.
 Example config::
 
     preset = "tiny"        # model size
-    epochs = 8
-    chip = 64              # chip side (px)
-    lr = 1e-3
+    recipe = "cpu"         # glacierxr.training.recipe; epochs, chip, lr, batch_size,
+                           # val_fraction, time_limit override its values
     seeds = [0]
-    window = 128           # prediction window and overlap (px); older configs say tile = 128
-    overlap = 32
+    window = 256           # prediction window and overlap (px); older configs say tile = 128
+    overlap = 64
 
     [train]
     synthetic = { seed = 1, size = 384 }     # or: stac, bbox, datetime, outlines
-    [test]
-    synthetic = { seed = 2, size = 384 }
+    [[test]]                                 # one or more test regions; scores are their mean
+    synthetic = { seed = 2, size = 384, center = [77.5, 35.5] }
 
     [[table]]
     title = "Models (Table 2)"
@@ -61,8 +60,9 @@ BAND_GROUPS: dict[str, tuple[str, ...]] = {
     "D": ("elevation",),
 }
 _RATIO_BANDS = ("B03", "B04", "B08", "B11")
-_DEFAULTS = {"preset": "tiny", "epochs": 8, "chip": 64, "lr": 1e-3, "batch_size": 4, "seeds": [0],
-             "window": 128, "overlap": 32, "val_fraction": 0.3, "chunks": 256}
+# training values left out come from the recipe (glacierxr.training.recipe)
+_DEFAULTS = {"preset": "tiny", "recipe": "cpu", "seeds": [0], "window": 256, "overlap": 64, "chunks": 512}
+_RECIPE_KEYS = ("epochs", "chip", "lr", "batch_size", "val_fraction", "time_limit")
 
 
 def bands_of(combination: str, groups: Mapping[str, Sequence[str]] = BAND_GROUPS) -> tuple[str, ...]:
@@ -102,7 +102,9 @@ def _region(spec: Mapping[str, Any], work: Path, chunks: int) -> Iterator[Prepar
 
         s = spec["synthetic"]
         seed, size = int(s.get("seed", 0)), int(s.get("size", 384))
-        region = make_region(work / f"synthetic-{seed}-{size}", seed=seed, shape=(size, size))
+        center = tuple(float(v) for v in s.get("center", (86.92, 27.98)))
+        region = make_region(work / f"synthetic-{seed}-{size}-{center[0]:g}_{center[1]:g}", seed=seed,
+                             shape=(size, size), center=center)
         with serve(region.stac_dir) as url:
             items = gx.search(url, bbox=region.bbox, datetime=region.datetime,
                               sensors=("sentinel-2", "sentinel-1", "dem"))
@@ -143,8 +145,8 @@ def _score(prob: xr.DataArray, test: Prepared) -> dict[str, Any]:
     return row
 
 
-def _one_run(model_name: str, combo: str, seed: int, cfg: Mapping[str, Any], train: Prepared, test: Prepared,
-             work: Path, progress: bool) -> dict[str, Any]:
+def _one_run(model_name: str, combo: str, seed: int, cfg: Mapping[str, Any], train: Prepared,
+             tests: Sequence[Prepared], work: Path, progress: bool) -> dict[str, Any]:
     import torch
 
     import glacierxr.models as gm
@@ -158,18 +160,25 @@ def _one_run(model_name: str, combo: str, seed: int, cfg: Mapping[str, Any], tra
         torch.manual_seed(seed)
         model = gm.create(model_name, bands=bands_of(combo, cfg.get("groups", BAND_GROUPS)), preset=cfg["preset"])
         out = work / "runs" / f"{model_name}-{combo}-{seed}.pt"
-        hist = fit(train.cube, train.outlines, model, out=out, epochs=int(cfg["epochs"]), chip=int(cfg["chip"]),
-                   val_fraction=float(cfg["val_fraction"]), seed=seed, batch_size=int(cfg["batch_size"]),
-                   lr=float(cfg["lr"]), cache=True, device=cfg.get("device", "auto"), overwrite=True,
-                   progress=progress)
+        hist = fit(train.cube, train.outlines, model, out=out, recipe=cfg["recipe"], seed=seed, cache=True,
+                   device=cfg.get("device", "auto"), overwrite=True, progress=progress,
+                   **{k: cfg.get(k) for k in _RECIPE_KEYS})
         model = gm.load(out)
-        record.update(params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        record.update(train_s=sum(h["seconds"] for h in hist), params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                       s_per_epoch=statistics.fmean(h["seconds"] for h in hist), epochs=len(hist),
                       val_miou=max(h["miou"] or 0.0 for h in hist))
     t = time.perf_counter()
-    prob = test.cube.glacier.predict(model, window=int(cfg["window"]), overlap=int(cfg["overlap"])).compute()
+    scores = []
+    for region in tests:
+        prob = region.cube.glacier.predict(model, window=int(cfg["window"]), overlap=int(cfg["overlap"])).compute()
+        scores.append(_score(prob, region))
     record["predict_s"] = time.perf_counter() - t
-    record.update(_score(prob, test))
+    # several test regions: the mean of each metric over them, and the per-region values
+    for k in scores[0]:
+        vals = [sc[k] for sc in scores if sc[k] is not None]
+        record[k] = statistics.fmean(vals) if vals else None
+    if len(scores) > 1:
+        record["per_region"] = scores
     return record
 
 
@@ -213,19 +222,21 @@ def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.
     done = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
     key = lambda r: (r["model"], r["combo"], r["seed"], r["epochs_asked"], r["preset"])  # noqa: E731
     finished = {key(r) for r in done}
-    with _region(cfg["train"], out / "regions", int(cfg["chunks"])) as train, \
-            _region(cfg["test"], out / "regions", int(cfg["chunks"])) as test:
+    test_specs = cfg["test"] if isinstance(cfg["test"], list) else [cfg["test"]]
+    with contextlib.ExitStack() as stack:
+        train = stack.enter_context(_region(cfg["train"], out / "regions", int(cfg["chunks"])))
+        tests = [stack.enter_context(_region(t, out / "regions", int(cfg["chunks"]))) for t in test_specs]
         for t in tables:
             tcfg = _table_config(cfg, t)
             for model_name in t["models"]:
                 for combo in t.get("bands", ["ABCD"]):
                     for seed in tcfg["seeds"]:
-                        asked = 0 if model_name == "band-ratio" else int(tcfg["epochs"])
+                        asked = _asked(model_name, tcfg)
                         if (model_name, combo, seed, asked, tcfg["preset"]) in finished:
                             continue
                         if progress:
                             sys.stderr.write(f"run {model_name} bands {combo} seed {seed}\n")
-                        rec = _one_run(model_name, combo, int(seed), tcfg, train, test, out, progress)
+                        rec = _one_run(model_name, combo, int(seed), tcfg, train, tests, out, progress)
                         rec.update(combo=combo, epochs_asked=asked, preset=tcfg["preset"])
                         done.append(rec)
                         finished.add(key(rec))
@@ -238,7 +249,14 @@ def run_experiment(config: str | os.PathLike | Mapping[str, Any], out: str | os.
 
 
 #: Keys a ``[[table]]`` may set for its own runs, overriding the top level.
-_TABLE_KEYS = ("preset", "epochs", "chip", "lr", "batch_size", "seeds", "window", "overlap", "val_fraction")
+_TABLE_KEYS = ("preset", "recipe", *_RECIPE_KEYS, "seeds", "window", "overlap")
+
+
+def _asked(model_name: str, cfg: Mapping[str, Any]) -> str | int:
+    """What a run was asked to train for (its key in ``results.jsonl``): the recipe and epochs."""
+    if model_name == "band-ratio":
+        return 0
+    return f"{cfg['recipe']}:{cfg.get('epochs') or 'default'}"
 
 
 def _renamed_keys(config: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -280,7 +298,7 @@ def markdown_tables(tables: Sequence[Mapping[str, Any]], results: Sequence[Mappi
         tcfg = _table_config({**_DEFAULTS, **(config or {})}, t)
         for model_name in t["models"]:
             for combo in t.get("bands", ["ABCD"]):
-                asked = 0 if model_name == "band-ratio" else int(tcfg["epochs"])
+                asked = _asked(model_name, tcfg)
                 runs = [r for r in results if r["model"] == model_name and r["combo"] == combo
                         and r.get("epochs_asked", asked) == asked]
                 if not runs:
@@ -291,8 +309,13 @@ def markdown_tables(tables: Sequence[Mapping[str, Any]], results: Sequence[Mappi
                     _fmt([r["f1"] for r in runs]), _fmt([r["miou"] for r in runs]),
                     _fmt([r["iou_glacier"] for r in runs]), _fmt([r["iou_debris"] for r in runs]),
                 ]) + " |")
-        lines += ["", f"Preset {tcfg['preset']}, {tcfg['epochs']} epochs, chips of {tcfg['chip']} px, lr "
-                  f"{tcfg['lr']:g}, seeds {list(tcfg['seeds'])}; OA, F1 (glacier), mIoU and IoUs on the test "
-                  "region; debris IoU is over the debris-covered glacier pixels (= their recall)."]
+        from glacierxr.training.recipe import recipe
+
+        r = recipe(tcfg["recipe"], **{k: tcfg.get(k) for k in _RECIPE_KEYS})
+        lines += ["", f"Preset {tcfg['preset']}, recipe {r.name} (at most {r.epochs} epochs of {r.per_epoch or 'all'} "
+                  f"chips of {r.chip} px, lr {r.lr:g}, {r.sampling} sampling"
+                  f"{f', {r.time_limit / 60:g} min limit' if r.time_limit else ''}), seeds {list(tcfg['seeds'])}; "
+                  "OA, F1 (glacier), mIoU and IoUs on the test region(s), averaged over them; debris IoU is over "
+                  "the debris-covered glacier pixels (= their recall)."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"

@@ -1,5 +1,7 @@
-"""The training loop: the paper's recipe (AdamW, lr 1e-4, cosine schedule, batch 4, Dice + CE,
-D4 augmentation), validation OA / F1 / mIoU every epoch, best and last checkpoints, resume.
+"""The training loop: AdamW with a linear warm-up and a cosine decay, Dice + CE, D4 augmentation,
+validation OA / F1 / mIoU every epoch, early stopping, a time limit, best and last checkpoints,
+resume. The defaults are the paper's recipe (lr 1e-4, no warm-up, batch 4); the named recipes of
+:mod:`glacierxr.training.recipe` set the rest.
 
 Checkpoints in ``checkpoint_dir``: ``best.pt`` (highest validation mIoU) and ``last.pt``, written
 with :func:`glacierxr.models.save` (provenance: seed, epochs, losses, metrics), plus
@@ -22,7 +24,7 @@ from glacierxr.errors import CheckpointError, InvalidArgumentError
 from glacierxr.evaluate import pixel_metrics
 from glacierxr.predict import resolve_device
 from glacierxr.training.augment import random_d4
-from glacierxr.training.losses import dice_ce_loss
+from glacierxr.training.losses import IGNORE, dice_ce_loss
 
 __all__ = ["train", "validate", "state_path"]
 
@@ -52,9 +54,15 @@ def validate(model: torch.nn.Module, dataset, *, batch_size: int = 4, device: st
         loss_sum += float(dice_ce_loss(logits.float(), y)) * x.shape[0]
         n += x.shape[0]
         pred = logits.argmax(1)
-        counts += torch.bincount((2 * y + pred).flatten().cpu(), minlength=4)[:4]
+        valid = y != IGNORE
+        counts += torch.bincount((2 * y + pred)[valid].cpu(), minlength=4)[:4]
     tn, fp, fn, tp = (int(v) for v in counts)
     return {"loss": loss_sum / max(n, 1), **pixel_metrics(tn, fp, fn, tp)}
+
+
+def _score(record: dict[str, Any]) -> float:
+    """What "best" means: validation mIoU, or minus the training loss without validation."""
+    return record["miou"] if record.get("miou") is not None else -record["train_loss"]
 
 
 class _Progress:
@@ -77,6 +85,10 @@ class _Progress:
             self.bar.update(self.task, advance=1, description=f"epoch {epoch + 1}/{epochs}",
                             status=f"loss {loss:.4f}{last}")
 
+    def total(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=steps)
+
     def epoch(self, record: dict[str, Any]) -> str:
         m = "" if record["miou"] is None else (f" | val loss {record['val_loss']:.4f} OA {record['oa']:.3f} "
                                               f"F1 {record['f1_glacier']:.3f} mIoU {record['miou']:.3f}")
@@ -92,7 +104,8 @@ class _Progress:
 def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: float = 1e-4,
           weight_decay: float = 1e-2, seed: int = 0, augment: bool = True, device: str = "auto",
           checkpoint_dir: str | Path | None = None, resume: str | Path | None = None,
-          progress: bool = True) -> list[dict[str, Any]]:
+          progress: bool = True, warmup: float = 0.0, patience: int | None = None,
+          time_limit: float | None = None, provenance: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train ``model`` on ``train_ds`` and validate on ``val_ds`` every epoch.
 
     Parameters
@@ -101,11 +114,22 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
         A glacierxr model (:func:`glacierxr.models.create` or :func:`glacierxr.models.load`).
     train_ds, val_ds
         Datasets of ``(x (C, H, W) float32 normalised, y (H, W) int64)``, e.g.
-        :class:`~glacierxr.training.chips.ChipDataset`. ``val_ds`` may be ``None`` or empty.
+        :class:`~glacierxr.training.sampling.RandomChips` (its ``set_epoch`` is called before
+        each epoch). Labels :data:`~glacierxr.training.losses.IGNORE` count nowhere. ``val_ds``
+        may be ``None`` or empty.
     epochs
-        Total number of epochs (when resuming, the run continues up to this number).
+        Total number of epochs at most (when resuming, the run continues up to this number).
     batch_size, lr, weight_decay
         The paper's defaults: 4, 1e-4 (AdamW) with a cosine decay to 0 over all steps, 1e-2.
+    warmup
+        Share of all steps with a linear warm-up of the learning rate from 0 (then the cosine).
+    patience
+        Stop when the validation mIoU has not improved for this many epochs (``None``: never).
+    time_limit
+        Seconds: after the first epoch, ``epochs`` is cut so that the run fits (the schedule is
+        recomputed for the new total, so it still ends at 0). ``None``: no limit.
+    provenance
+        Extra JSON-serialisable facts written into every checkpoint (data, recipe, ...).
     seed
         Seeds the weights' update order: ``torch.manual_seed``, the DataLoader's shuffling
         generator and the augmentation generator (``num_workers=0``). Same seed, same data and
@@ -126,7 +150,8 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
     -------
     list of dict
         One dict per epoch run: ``epoch`` (1-based), ``train_loss``, ``val_loss``, ``oa``,
-        ``f1_glacier``, ``mean_f1``, ``miou``, ``iou_glacier``, ``lr`` (at the epoch's first step), ``seconds``.
+        ``f1_glacier``, ``mean_f1``, ``miou``, ``iou_glacier``, ``lr`` (at the epoch's first step), ``seconds``;
+        the last record also has ``stopped``: ``"epochs"``, ``"patience"`` or ``"time_limit"``.
     """
     from glacierxr.models import load, save
 
@@ -146,10 +171,18 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
                                          generator=loader_gen, drop_last=False)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    total_steps = int(epochs) * len(loader)
-    # closed-form cosine decay to 0 over all steps: resuming with a larger `epochs` stretches it
+    if not 0 <= warmup < 1:
+        raise InvalidArgumentError(f"warmup={warmup!r} must be a share of the steps in [0, 1).")
+    epochs = int(epochs)
+    total_steps = epochs * len(loader)
+
+    # closed form, linear warm-up then cosine to 0 over all steps: resuming with a larger
+    # `epochs`, or a time limit cutting it, re-stretches it
     def cosine(step: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        warm = int(warmup * total_steps)
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total_steps - warm) / max(total_steps - warm, 1)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     history: list[dict[str, Any]] = []
@@ -184,11 +217,16 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-    bar = _Progress(progress, int(epochs) * len(loader), start * len(loader))
+    bar = _Progress(progress, epochs * len(loader), start * len(loader))
     last = ""
+    stale = 0 if not history else len(history) - 1 - max(range(len(history)), key=lambda i: _score(history[i]))
+    stopped = "epochs"
     try:
-        for epoch in range(start, int(epochs)):
+        epoch = start
+        while epoch < epochs:
             t0 = time.perf_counter()
+            if hasattr(train_ds, "set_epoch"):
+                train_ds.set_epoch(epoch)
             model.train()
             lr_start = opt.param_groups[0]["lr"]
             loss_sum, n = 0.0, 0
@@ -217,13 +255,25 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
             last = bar.epoch(record)
-            score = record["miou"] if record["miou"] is not None else -record["train_loss"]
+            score = _score(record)
+            stale = 0 if score > best else stale + 1
+            if time_limit is not None and epoch == start:
+                fits = max(int(time_limit // max(record["seconds"], 1e-9)), 1)
+                if start + fits < epochs:  # cut the budget, and the schedule with it
+                    epochs, total_steps = start + fits, (start + fits) * len(loader)
+                    bar.total(epochs * len(loader))
+                    stopped = "time_limit"
+            if patience is not None and stale >= patience and epoch + 1 < epochs:
+                epochs, stopped = epoch + 1, "patience"
+            if epoch + 1 >= epochs:
+                record["stopped"] = stopped
             if out is not None:
-                prov = {"seed": int(seed), "epochs": epoch + 1, "history": history,
+                prov = {**(provenance or {}), "seed": int(seed), "epochs": epoch + 1, "history": history,
                         "train_losses": [h["train_loss"] for h in history],
                         "metrics": {k: record[k] for k in ("val_loss", "oa", "f1_glacier", "mean_f1", "miou")},
-                        "recipe": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                                   "schedule": "cosine", "optimizer": "AdamW", "loss": "dice+ce", "augment": augment}}
+                        "recipe": {**(provenance or {}).get("recipe", {}), "batch_size": batch_size, "lr": lr,
+                                   "weight_decay": weight_decay, "warmup": warmup, "schedule": "cosine",
+                                   "optimizer": "AdamW", "loss": "dice+ce", "augment": augment}}
                 model.eval()
                 if score > best:
                     save(model, out / "best.pt", provenance={**prov, "best_epoch": epoch + 1})
@@ -233,6 +283,7 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
                             "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
                             "best": max(best, score)}, state_path(out / "last.pt"))
             best = max(best, score)
+            epoch += 1
     finally:
         bar.close()
     model.eval()

@@ -15,7 +15,7 @@ import glacierxr as gx
 import glacierxr.models as gm
 from glacierxr.cli import main
 from glacierxr.errors import InvalidArgumentError
-from glacierxr.training import CachedChips, ChipDataset, bands_of, cache_chips, chip_windows, rasterize_labels
+from glacierxr.training import IGNORE, ChipDataset, bands_of, chip_windows, rasterize_labels
 
 CHIP = 64
 
@@ -30,21 +30,35 @@ def cube(region, stac_url):
     return gx.open_cube(items, bbox=region.bbox, chunks=128).persist()
 
 
-def test_chip_cache_equals_lazy_chips_and_refuses_other_chips(region, cube, tmp_path):
+def test_training_raster_chips_equal_lazy_chips_cost_per_pixel_and_are_reused(region, cube, tmp_path):
+    import time
+
+    from glacierxr.training import GridChips, training_raster
+
     labels = rasterize_labels(gpd.read_file(region.truth_path), cube["B02"])
     windows, _ = chip_windows(labels.shape, CHIP, val_fraction=0.3, seed=0)
     model = gm.create("unet", bands=["B03", "B11", "elevation"], preset="tiny")
     lazy = ChipDataset(cube, labels, windows[:5], model.bands, model.normalization, chip=CHIP)
-    cached = cache_chips(lazy, tmp_path / "chips")
-    assert isinstance(cached, CachedChips) and len(cached) == 5 and cached.bands == model.bands
+    raster = training_raster(cube, region.truth_path, model.bands, cache=tmp_path / "chips")
+    assert (tmp_path / "chips" / "x.npy").exists() and raster.x.shape == (3, *labels.shape)
+    chips = GridChips(raster, windows[:5], CHIP, CHIP, model.normalization)
     for i in range(5):
-        (x0, y0), (x1, y1) = lazy[i], cached[i]
-        assert torch.equal(x0, x1) and torch.equal(y0, y1)
-    again = cache_chips(lazy, tmp_path / "chips")  # same request: reused, not rebuilt
-    assert again.windows == cached.windows
-    other = ChipDataset(cube, labels, windows[5:8], model.bands, model.normalization, chip=CHIP)
-    with pytest.raises(InvalidArgumentError, match="windows"):
-        cache_chips(other, tmp_path / "chips")
+        (x0, y0), (x1, y1) = lazy[i], chips[i]
+        # the same chips, except that pixels missing a band are labelled IGNORE (no loss, no metric)
+        assert torch.allclose(x0, x1) and torch.equal(torch.where(y1 == IGNORE, y0, y1), y0)
+    mtime = (tmp_path / "chips" / "x.npy").stat().st_mtime_ns
+    again = training_raster(cube, region.truth_path, model.bands, cache=tmp_path / "chips")  # reused, not rebuilt
+    assert (tmp_path / "chips" / "x.npy").stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(again.x, raster.x)
+    other = training_raster(cube, region.truth_path, ["B03", "B04"], cache=tmp_path / "chips")  # other bands: rebuilt
+    assert other.x.shape[0] == 2
+    # a chip is a slice of the raster: a 256 px chip of 11 bands in well under 0.05 s
+    big = GridChips(training_raster(cube, region.truth_path, bands_of("BCD")), [(0, 0)], 256, 256,
+                    gm.DEFAULT_NORMALIZATION)
+    t = time.perf_counter()
+    for _ in range(20):
+        big[0]
+    assert (time.perf_counter() - t) / 20 < 0.05
 
 
 def test_band_groups():
@@ -61,9 +75,11 @@ def test_train_resume_and_evaluate_commands(region, stac_url, tmp_path):
              "--preset", "tiny", "--bands", "BD", "--chip", str(CHIP), "--lr", "3e-3", "--out", str(out)]
     r = runner.invoke(main, [*train, "--epochs", "2"])
     assert r.exit_code == 0, r.output
-    assert out.exists() and (tmp_path / "model.pt.run" / "chips" / "train" / "zarr.json").exists()
+    assert out.exists() and (tmp_path / "model.pt.run" / "chips" / "x.npy").exists()
     model = gm.load(out)
     assert model.arch == "unet" and list(model.bands) == list(bands_of("BD"))
+    assert model.inputs["resolution"] == 10 and "sentinel-2" in model.inputs["sensors"]
+    assert model.provenance["recipe"]["name"] == "cpu" and model.provenance["data"]["datetime"] == region.datetime
     assert len(model.provenance["history"]) <= 2
 
     r = runner.invoke(main, [*train, "--epochs", "3"])  # an existing run is never replaced silently
@@ -89,6 +105,40 @@ def test_train_resume_and_evaluate_commands(region, stac_url, tmp_path):
     r = runner.invoke(main, ["evaluate", *_args(region, stac_url), "--model", "band-ratio",
                              "--reference", str(region.truth_path), "--tile", "256", "--window", "256"])
     assert r.exit_code == 2 and "pass only --window" in r.stderr and "Traceback" not in r.output
+
+
+def test_train_checks_every_option_before_it_searches(region, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "m.pt"
+    base = ["train", "--stac", "http://127.0.0.1:9", "--bbox", *map(str, region.bbox), "--datetime", region.datetime,
+            "--outlines", str(region.truth_path), "--out", str(out)]  # nothing listens on port 9
+    for extra, words in ((["--lr", "-1"], "lr="), (["--epochs", "0"], "epochs="), (["--chip", "100"], "multiple of 32"),
+                         (["--bands", "BX"], "unknown group"), (["--model", "nope"], "unknown model"),
+                         (["--init", "nope.tag"], "no shipped checkpoint")):
+        r = runner.invoke(main, [*base, *extra])
+        assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, (extra, r.output)
+        assert not out.exists() and not (tmp_path / "m.pt.run").exists()
+
+
+def test_fine_tuning_with_new_bands_and_a_failed_run_exits_non_zero(region, stac_url, tmp_path, monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("glacierxr.training.fit")  # the module, not the function it exports
+
+    torch.manual_seed(0)
+    start = gm.create("unet", bands=["B03", "B11"], preset="tiny")
+    start.inputs = {"sensors": ["sentinel-2"], "resolution": 10.0}
+    gm.save(start, tmp_path / "start.pt", provenance={"history": [{"epoch": 1}]})
+    monkeypatch.setattr(fit_module, "FAILED_F1", 1.01)  # any run "fails": the exit path, not the model, is tested
+    out = tmp_path / "tuned.pt"
+    r = CliRunner().invoke(main, ["train", *_args(region, stac_url), "--outlines", str(region.truth_path),
+                                  "--init", str(tmp_path / "start.pt"), "--bands", "B03,B11,elevation",
+                                  "--epochs", "1", "--chip", "64", "--out", str(out)])
+    assert r.exit_code == 3 and "maps (almost) no glacier" in r.stderr, r.output
+    tuned = gm.load(out)
+    assert tuned.bands == ("B03", "B11", "elevation") and tuned.provenance["recipe"]["name"] == "finetune"
+    assert tuned.provenance["adapted_from"]["bands"] == ["B03", "B11"]
+    assert tuned.normalization["B03"] == start.normalization["B03"]  # a trained model keeps its normalisation
 
 
 def test_experiment_command_writes_tables_and_resumes(tmp_path):
