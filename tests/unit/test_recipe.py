@@ -13,6 +13,8 @@ from glacierxr.errors import InvalidArgumentError, ModelConfigError, ModelInputE
 from glacierxr.training import (IGNORE, GridChips, RandomChips, TrainingRaster, dice_ce_loss, recipe, train)
 from glacierxr.training.sampling import hard_pixels, split_blocks, window_weights
 
+from .test_training import Squares, unet
+
 
 def test_recipes_and_overrides():
     cpu = recipe()
@@ -102,28 +104,6 @@ def test_ignored_pixels_count_nowhere():
     assert torch.allclose(dice_ce_loss(logits, ignored), dice_ce_loss(changed, ignored))
     assert not torch.allclose(dice_ce_loss(logits, ignored), dice_ce_loss(logits, target))
     assert float(dice_ce_loss(logits, torch.full_like(target, IGNORE))) == 0.0
-
-
-class Squares(torch.utils.data.Dataset):
-    def __init__(self, n, seed, size=32):
-        g = torch.Generator().manual_seed(seed)
-        self.items = []
-        for _ in range(n):
-            y = torch.zeros(size, size, dtype=torch.int64)
-            r, c = torch.randint(0, size - 12, (2,), generator=g).tolist()
-            y[r:r + 12, c:c + 12] = 1
-            self.items.append((torch.randn(1, size, size, generator=g) * 0.3 + y[None].float() * 2, y))
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def unet():
-    torch.manual_seed(0)
-    return gm.create("unet", bands=["B02"], preset="tiny")
 
 
 def test_warmup_patience_and_time_limit():
