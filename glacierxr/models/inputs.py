@@ -32,10 +32,14 @@ def cube_resolution(cube: xr.Dataset) -> float | None:
     return None
 
 
+def _sensors(cube: xr.Dataset) -> list[str]:
+    """The sensors the cube was stacked from (``attrs["source_items"]`` of :func:`glacierxr.open_cube`)."""
+    return sorted(map(str, cube.attrs.get("source_items", {}) or {}))
+
+
 def inputs_of(cube: xr.Dataset, bands: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The facts about ``cube`` a checkpoint records: ``sensors``, ``resolution``, ``units`` per band."""
-    sensors = sorted(map(str, cube.attrs.get("source_items", {}) or {}))
-    return {"sensors": sensors, "resolution": cube_resolution(cube),
+    return {"sensors": _sensors(cube), "resolution": cube_resolution(cube),
             "units": {b: cube[b].attrs.get("units") for b in bands if b in cube.data_vars}}
 
 
@@ -69,7 +73,7 @@ def check_inputs(model, cube: xr.Dataset) -> None:
     name = f"model {model.arch!r}"
     problems = [p for p in [_resolution_problem(model, cube_resolution(cube))] if p]
     sensors = want.get("sensors") or []
-    have = sorted(map(str, cube.attrs.get("source_items", {}) or {}))
+    have = _sensors(cube)
     if sensors and have and not set(sensors) & set(have):
         problems.append(f"it was trained on {', '.join(sensors)} data, the cube holds {', '.join(have)}: use a model "
                         "trained on this sensor, or fine-tune this one on it (glacierxr train --init ...)")

@@ -134,17 +134,12 @@ def fit(
         raise InvalidArgumentError(f"{len(cubes)} cubes and {len(labels)} outlines: pass one outlines per cube.")
     rasters = [training_raster(c, o, model.bands, cache=run / "chips" / (str(i) if len(cubes) > 1 else "")
                                if cache else None, progress=progress) for i, (c, o) in enumerate(zip(cubes, labels))]
-    raster = rasters[0] if len(rasters) == 1 else mosaic(rasters)
-    cube = cubes[0]
+    first = max(256, r.chip)  # mosaic padding and the first block size agree, so no block spans two regions
+    raster = rasters[0] if len(rasters) == 1 else mosaic(rasters, multiple=first)
     # blocks of 256 px, smaller on a small area (at least 12 blocks, so a validation share exists
     # and little of the area falls outside the block grid), never smaller than a chip
-    block = 256
-    while block // 2 >= r.chip and (raster.shape[0] // block) * (raster.shape[1] // block) < 12:
-        block //= 2
-    block, train_o, val_o = split_blocks(raster.shape, max(block, r.chip), val_fraction=r.val_fraction, seed=seed)
-    if block < r.chip:
-        raise InvalidArgumentError(f"the area ({raster.shape[0]} x {raster.shape[1]} px) is too small for chips of "
-                                   f"{r.chip} px and a validation split; pass a smaller chip or val_fraction=0.")
+    block, train_o, val_o = split_blocks(raster.shape, first, val_fraction=r.val_fraction, seed=seed,
+                                         smallest=r.chip, min_blocks=12)
     trained = bool(getattr(model, "provenance", {}).get("history"))
     if (normalization or ("model" if trained else "chips")) == "chips" and not resume:
         model.normalization = raster.statistics(train_o, block)
@@ -156,7 +151,7 @@ def fit(
         train_ds = RandomChips(raster, train_o, block, r.chip, model.normalization, per_epoch=r.per_epoch,
                                sampling=r.sampling, seed=seed)
     val_ds = GridChips(raster, val_o, block, max(r.chip, min(block, 256)), model.normalization)
-    model.inputs = inputs_of(cube, model.bands)
+    model.inputs = inputs_of(cubes[0], model.bands)
     prov = {**(provenance or {}), "recipe": r.to_dict(),
             "chips": {"chip": r.chip, "block": block, "train_blocks": len(train_o), "val_blocks": len(val_o),
                       "per_epoch": len(train_ds), "sampling": r.sampling if r.per_epoch else "grid"}}

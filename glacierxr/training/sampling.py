@@ -31,6 +31,7 @@ import torch
 import xarray as xr
 
 from glacierxr.errors import InvalidArgumentError, MissingBandError
+from glacierxr.indices import normalized_difference
 from glacierxr.training.chips import chip_windows, rasterize_labels
 from glacierxr.training.losses import IGNORE
 
@@ -179,19 +180,30 @@ def mosaic(rasters: Sequence[TrainingRaster], multiple: int = 256) -> TrainingRa
     return TrainingRaster(rasters[0].bands, x, y)
 
 
-def split_blocks(shape: Sequence[int], block: int, *, val_fraction: float, seed: int
-                 ) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
-    """Blocks of ``block`` px (smaller when the area is too small for a split) for training and validation.
+def split_blocks(shape: Sequence[int], block: int, *, val_fraction: float, seed: int, smallest: int = 32,
+                 min_blocks: int = 1) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Blocks for training and validation: side ``block`` px, halved (never below ``smallest``)
+    while the area holds fewer than ``min_blocks`` of them or too few for the split.
 
     Returns ``(block, train_origins, val_origins)``; see :func:`~glacierxr.training.chips.chip_windows`.
+
+    Raises
+    ------
+    InvalidArgumentError
+        When even blocks of ``smallest`` px allow no split.
     """
+    h, w = (int(v) for v in shape)
+    while block // 2 >= smallest and (h // block) * (w // block) < min_blocks:
+        block //= 2
     while True:
         try:
             train, val = chip_windows(shape, block, val_fraction=val_fraction, seed=seed)
             return block, train, val
-        except InvalidArgumentError:
-            if block <= 32:
-                raise
+        except InvalidArgumentError as exc:
+            if block // 2 < smallest:
+                raise InvalidArgumentError(
+                    f"the area ({h} x {w} px) is too small for blocks of {smallest} px and a validation split "
+                    f"({exc}); pass a smaller chip or val_fraction=0.") from exc
             block //= 2
 
 
@@ -209,9 +221,7 @@ def hard_pixels(raster: TrainingRaster) -> np.ndarray:
         s = next((names.index(b) for b in _SWIR if b in names), None)
         if g is None or s is None:
             return np.zeros(raster.shape, bool)
-        green, swir = np.asarray(raster.x[g]), np.asarray(raster.x[s])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ndsi = (green - swir) / (green + swir)
+        ndsi = normalized_difference(xr.DataArray(raster.x[g]), xr.DataArray(raster.x[s])).values
     ice = ndsi >= _NDSI_ICE
     return ((raster.y == 1) & ~ice) | ((raster.y == 0) & ice)
 
