@@ -146,6 +146,24 @@ def d4_transforms(n: int = 8):
     return pairs[:n]
 
 
+def tta_count(tta: bool | int | None, *, default: bool = False) -> int:
+    """How many D4 transforms ``tta`` asks for: ``True`` 8, ``False`` 1, ``None`` 8 or 1 by ``default``, an int 1..8.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For any other value (``0``, ``9``, a float or a string).
+    """
+    if tta is None:
+        return 8 if default else 1
+    if isinstance(tta, bool):  # before int: True == 1 and False == 0
+        return 8 if tta else 1
+    if isinstance(tta, (int, np.integer)) and 1 <= tta <= 8:
+        return int(tta)
+    raise InvalidArgumentError(f"tta={tta!r} must be True (8 transforms), False (none), None (the model's "
+                               "default_tta) or a number of D4 transforms 1..8.")
+
+
 def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta: int) -> np.ndarray:
     """Glacier probability (N, H, W) float32 for a batch of normalised windows (N, C, H, W)."""
     import torch
@@ -413,9 +431,7 @@ def predict(
     stride = check_tiling(window, overlap, model.output_stride)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer, e.g. 8.")
-    n_tta = {True: 8, False: 1, None: 8 if getattr(model, "default_tta", False) else 1}.get(tta, tta)
-    if not (isinstance(n_tta, int) and 1 <= n_tta <= 8):
-        raise InvalidArgumentError(f"tta={tta!r} must be True, False, None or a number of D4 transforms 1..8.")
+    n_tta = tta_count(tta, default=bool(getattr(model, "default_tta", False)))
     handle = handle_for(model, device=device, precision=precision)
 
     h, w = cube.sizes["y"], cube.sizes["x"]
@@ -464,7 +480,6 @@ def predict(
     out.attrs.update(
         long_name="probability of glacier ice", units="1", model=model.arch, model_preset=getattr(model, "preset", ""),
         model_token=handle.token, bands=bands, window=window, overlap=overlap, tta=n_tta,
-
         glacierxr_version=glacierxr.__version__,
     )
     return out

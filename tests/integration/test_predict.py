@@ -234,3 +234,33 @@ def test_zarr_write_in_work_units_equals_one_shot(prob, tmp_path):
     one = xr.open_zarr(prob.glacier.to_zarr(tmp_path / "one.zarr"))["glacier_probability"].values
     units = xr.open_zarr(store_module.to_zarr(prob, tmp_path / "units.zarr", batch=2))["glacier_probability"].values
     np.testing.assert_array_equal(one, units)
+
+
+@pytest.mark.parametrize(("tta", "count"), [(True, 8), (False, 1), (None, 1), (1, 1), (2, 2), (8, 8), (np.int64(4), 4)])
+def test_tta_counts_exactly_as_documented(tta, count):
+    from glacierxr.predict import tta_count
+
+    assert tta_count(tta) == count
+    assert tta_count(None, default=True) == 8
+
+
+@pytest.mark.parametrize("tta", [0, 9, -1, 1.0, "8"])
+def test_tta_out_of_range_is_refused(cube, model, tta):
+    with pytest.raises(gx.errors.InvalidArgumentError, match="1..8"):
+        cube.glacier.predict(model, window=128, overlap=0, tta=tta)
+
+
+def test_tta_one_runs_one_transform(cube, model, monkeypatch):
+    """``tta=1`` is the plain forward pass (it once meant 8, because ``1 == True``)."""
+    import glacierxr.predict as p
+
+    calls = []
+    real = p.d4_transforms
+    monkeypatch.setattr(p, "d4_transforms", lambda n: calls.append(n) or real(n))
+    small = cube.isel(x=slice(0, 128), y=slice(0, 128))
+    one = small.glacier.predict(model, window=128, overlap=0, tta=1)
+    assert one.attrs["tta"] == 1
+    one.compute(scheduler="sync")
+    assert calls == []  # no D4 loop at all
+    small.glacier.predict(model, window=128, overlap=0, tta=2).compute(scheduler="sync")
+    assert calls and set(calls) == {2}
