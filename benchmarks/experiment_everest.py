@@ -10,9 +10,14 @@ Train on the west half (70/30 blocked chips inside it), predict the east half wi
 outlines, next to a brightness-threshold baseline whose threshold is fitted on the west half.
 
     python benchmarks/experiment_everest.py [--models lgt-lgcb,unet] [--init lgt-lgcb.synth-s2] [--swap]
+        [--seeds 0,1,2] [--dem | --footprint]
 
 Every choice is made on the training half: the model's epoch (validation blocks inside it) and
-the probability threshold (best IoU on it).
+the probability threshold (best IoU on it). ``--seeds`` trains one model per seed and scores the
+mean of their probabilities (an ensemble). ``--dem`` adds the 8 m HMA DEM of
+``../shared/data/real/khumbu_s2_hma`` (elevation and slope, at 30 m) and crops the scene to the
+part that DEM covers (39 % of it, the south), so both halves keep a DEM; ``--footprint`` crops the
+same way without the DEM's bands (the control).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import torch
+from scipy import ndimage
 
 import glacierxr as gx
 import glacierxr.models as gm
@@ -35,6 +41,7 @@ from glacierxr.training import fit, rasterize_labels
 SCENE = "LE71400412000304SGS00"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "everest_landsat7"
 BANDS = ("B04", "B03", "B02", "B08")
+HMA = SHARED.parent / "khumbu_s2_hma" / "hma-khumbu.tif"
 
 #: The stretched 8-bit scene as a sensor: RGB bands 1-3 of one asset, NIR in another.
 LANDSAT7_STRETCHED = SensorSpec(
@@ -44,19 +51,35 @@ LANDSAT7_STRETCHED = SensorSpec(
 )
 
 
-def everest_cube(folder: Path = SHARED):
-    """The scene as a cube cropped to its footprint, and the RGI 6 outlines."""
+#: The HMA DEM (uint16 metres, 0 = void) as a DEM sensor.
+HMA_KHUMBU = SensorSpec(name="hma-khumbu", kind="dem", collections={"local": "hma-khumbu"},
+                        bands=(BandSpec("elevation", ("data",), 8, 1.0, 0.0, 0, "bilinear"),))
+
+
+def everest_cube(folder: Path = SHARED, dem: bool = False):
+    """The scene as a cube cropped to its footprint (to the HMA DEM's with ``dem``), and the RGI 6 outlines."""
     register(LANDSAT7_STRETCHED, replace=True)
-    item = item_from_files(SCENE, {"rgb": folder / f"{SCENE}_RGB.tif", "nir": folder / f"{SCENE}_B4.tif"},
-                           datetime="2000-10-30T04:40:00", collection="everest-landsat7")
-    cube = gx.open_cube([item], bbox=item.bbox, resolution=30, crs="EPSG:32645", chunks=256, indices=False)
-    cube = cube.sel(x=slice(478000, 502000), y=slice(3108140, 3088490)).persist()
+    items = [item_from_files(SCENE, {"rgb": folder / f"{SCENE}_RGB.tif", "nir": folder / f"{SCENE}_B4.tif"},
+                             datetime="2000-10-30T04:40:00", collection="everest-landsat7")]
+    if dem:
+        register(HMA_KHUMBU, replace=True)
+        items.append(item_from_files("hma-khumbu", {"data": HMA}, datetime="2016-01-01", collection="hma-khumbu"))
+    cube = gx.open_cube(items, bbox=items[0].bbox, resolution=30, crs="EPSG:32645", chunks=256, indices=False)
+    if not dem:
+        cube = cube.sel(x=slice(478000, 502000), y=slice(3108140, 3088490)).persist()
+    else:  # the DEM's footprint; its few voids filled from the nearest valid pixel; slope in degrees
+        cube = cube.sel(x=slice(479860, 498080), y=slice(3100060, 3090130)).compute()
+        z = cube["elevation"].values
+        z = z[tuple(ndimage.distance_transform_edt(~np.isfinite(z), return_distances=False, return_indices=True))]
+        gy, gx_ = np.gradient(z, 30.0)
+        cube["elevation"] = cube["elevation"].copy(data=z)
+        cube["slope"] = cube["elevation"].copy(data=np.degrees(np.arctan(np.hypot(gx_, gy))).astype("float32"))
     outlines = gpd.read_file(folder / "15_rgi60_glacier_outlines.gpkg")
     return cube, outlines
 
 
 def halves(cube, swap: bool):
-    mid = cube.sizes["x"] // 2 // 64 * 64  # a chip boundary
+    mid = cube.sizes["x"] // 2 // 32 * 32  # a multiple of the models' stride
     west, east = cube.isel(x=slice(0, mid)), cube.isel(x=slice(mid, None))
     return (east, west) if swap else (west, east)
 
@@ -71,9 +94,14 @@ def brightness_baseline(train, test, outlines) -> tuple[float, dict]:
     return float(best), gx.evaluate(prob, outlines)
 
 
-def fitted_threshold(model, train, outlines) -> float:
+def ensemble(models, cube):
+    """The mean glacier probability of ``models`` on ``cube``."""
+    return sum(cube.glacier.predict(m, window=128, overlap=32).compute() for m in models) / len(models)
+
+
+def fitted_threshold(models, train, outlines) -> float:
     """The probability threshold with the best glacier IoU on the training half (never the test half)."""
-    prob = train.glacier.predict(model, window=128, overlap=32).compute().values
+    prob = ensemble(models, train).values
     labels = rasterize_labels(outlines, train["B04"]).values.astype(bool)
     ok = np.isfinite(prob)
     return float(max(np.arange(0.1, 0.91, 0.05),
@@ -91,10 +119,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="[the recipe's]")
     ap.add_argument("--chip", type=int, default=64)
     ap.add_argument("--swap", action="store_true", help="Train on the east half, test on the west.")
+    ap.add_argument("--seeds", default="0", help="One model per seed; their mean probability is scored.")
+    ap.add_argument("--dem", action="store_true", help="Add the HMA DEM (elevation, slope); crop to its footprint.")
+    ap.add_argument("--footprint", action="store_true", help="Crop to the HMA DEM's footprint, without its bands.")
     ap.add_argument("--out", type=Path, default=Path("everest-experiment"))
     args = ap.parse_args()
 
-    cube, outlines = everest_cube()
+    cube, outlines = everest_cube(dem=args.dem or args.footprint)
+    bands = BANDS + (("elevation", "slope") if args.dem else ())
     train, test = halves(cube, args.swap)
     rows = []
     t, scores = brightness_baseline(train, test, outlines)
@@ -102,30 +134,37 @@ def main() -> None:
     runs = [(name, None) for name in args.models.split(",") if name]
     if args.init:
         runs.append((f"{args.init} fine-tuned", args.init))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tag = ("-dem" if args.dem else "-footprint" if args.footprint else "") + ("-swap" if args.swap else "")
     for name, init in runs:
-        torch.manual_seed(0)
-        if init:  # the checkpoint's layers on the bands both share (a new input layer for the others)
-            model = gm.with_bands(gm.load(init), BANDS)
-        else:
-            model = gm.create(name, bands=BANDS, preset=args.preset)
-        ckpt = args.out / f"{name.replace(' ', '-')}{'-swap' if args.swap else ''}.pt"
-        # 8-bit stretched DNs, not reflectance: every model, the fine-tuned one too, is normalised
-        # with the training half's statistics
-        hist = fit(train, outlines, model, out=ckpt, recipe=args.recipe if not init else "finetune",
-                   epochs=args.epochs, chip=args.chip, lr=args.lr, normalization="chips", seed=0, overwrite=True,
-                   progress=False)
-        best = gm.load(ckpt)
-        threshold = fitted_threshold(best, train, outlines)
+        models, hists = [], []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            if init:  # the checkpoint's layers on the bands both share (a new input layer for the others)
+                model = gm.with_bands(gm.load(init), bands)
+            else:
+                model = gm.create(name, bands=bands, preset=args.preset)
+            ckpt = args.out / f"{name.replace(' ', '-')}{tag}-s{seed}.pt"
+            # 8-bit stretched DNs, not reflectance: every model, the fine-tuned one too, is normalised
+            # with the training half's statistics
+            hists.append(fit(train, outlines, model, out=ckpt, recipe=args.recipe if not init else "finetune",
+                             epochs=args.epochs, chip=args.chip, lr=args.lr, normalization="chips", seed=seed,
+                             overwrite=True, progress=False))
+            models.append(gm.load(ckpt))
+        threshold = fitted_threshold(models, train, outlines)
         t0 = time.perf_counter()
-        prob = test.glacier.predict(best, window=128, overlap=32).compute()
+        prob = ensemble(models, test)
         scores = gx.evaluate((prob >= threshold).astype("float32").where(prob.notnull()).rio.write_crs(prob.rio.crs),
                              outlines)
-        rows.append({"model": f"{name} (p >= {threshold:.2f})",
-                     "params_m": sum(p.numel() for p in best.parameters()) / 1e6,
-                     "s_per_epoch": float(np.mean([h["seconds"] for h in hist])), "epochs": len(hist),
+        rows.append({"model": f"{name}{f' x{len(seeds)} seeds' if len(seeds) > 1 else ''} (p >= {threshold:.2f})",
+                     "params_m": sum(p.numel() for p in models[0].parameters()) / 1e6,
+                     "s_per_epoch": float(np.mean([h["seconds"] for hist in hists for h in hist])),
+                     "epochs": "/".join(str(len(h)) for h in hists),
                      "predict_s": time.perf_counter() - t0, **_keep(scores)})
     half = "east -> west" if args.swap else "west -> east"
-    lines = [f"Everest Landsat 7 (RGB + B4, 30 m), train {half.split(' -> ')[0]} half, test {half.split(' -> ')[1]} "
+    what = ("RGB + B4 + HMA DEM, 30 m, the DEM's footprint" if args.dem else
+            "RGB + B4, 30 m, the HMA DEM's footprint" if args.footprint else "RGB + B4, 30 m")
+    lines = [f"Everest Landsat 7 ({what}), train {half.split(' -> ')[0]} half, test {half.split(' -> ')[1]} "
              "half vs RGI 6.0", "", "| method | params (M) | epochs | s / epoch | OA | glacier F1 | glacier IoU | mIoU | "
              "boundary mean (m) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -134,7 +173,7 @@ def main() -> None:
                      f"{r['f1']:.3f} | {r['iou']:.3f} | {r['miou']:.3f} | {r['boundary_mean_m']:.0f} |")
     text = "\n".join(lines)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"results{'-swap' if args.swap else ''}.json").write_text(json.dumps(rows, indent=1))
+    (args.out / f"results{tag}.json").write_text(json.dumps(rows, indent=1))
     print(text)
 
 
