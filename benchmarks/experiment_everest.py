@@ -120,8 +120,9 @@ def main() -> None:
     ap.add_argument("--chip", type=int, default=64)
     ap.add_argument("--swap", action="store_true", help="Train on the east half, test on the west.")
     ap.add_argument("--seeds", default="0", help="One model per seed; their mean probability is scored.")
-    ap.add_argument("--dem", action="store_true", help="Add the HMA DEM (elevation, slope); crop to its footprint.")
-    ap.add_argument("--footprint", action="store_true", help="Crop to the HMA DEM's footprint, without its bands.")
+    area = ap.add_mutually_exclusive_group()
+    area.add_argument("--dem", action="store_true", help="Add the HMA DEM (elevation, slope); crop to its footprint.")
+    area.add_argument("--footprint", action="store_true", help="Crop to the HMA DEM's footprint, without its bands.")
     ap.add_argument("--out", type=Path, default=Path("everest-experiment"))
     args = ap.parse_args()
 
