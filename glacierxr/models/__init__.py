@@ -13,63 +13,22 @@ self-describing file plus a STAC MLM JSON beside it.
 
 from __future__ import annotations
 
-from typing import Any
+from glacierxr._lazy import lazy_namespace
 
-from glacierxr.models.base import DEFAULT_NORMALIZATION, GlacierModel, ModelConfigError
-from glacierxr.models.checkpoint import CheckpointNotFoundError, load, mlm_item, mlm_path, save
-from glacierxr.models.inputs import check_inputs, inputs_of
-from glacierxr.models.registry import PRESETS, available, create, get_entry, with_bands
+_ATTRIBUTES = {
+    "DEFAULT_NORMALIZATION": "glacierxr.models.base", "GlacierModel": "glacierxr.models.base",
+    "ModelConfigError": "glacierxr.errors", "CheckpointNotFoundError": "glacierxr.errors",
+    "load": "glacierxr.models.checkpoint", "mlm_item": "glacierxr.models.checkpoint",
+    "mlm_path": "glacierxr.models.checkpoint", "save": "glacierxr.models.checkpoint",
+    "check_inputs": "glacierxr.models.inputs", "inputs_of": "glacierxr.models.inputs",
+    "PRESETS": "glacierxr.models.registry", "available": "glacierxr.models.registry",
+    "create": "glacierxr.models.registry", "describe": "glacierxr.models.registry",
+    "get_entry": "glacierxr.models.registry", "with_bands": "glacierxr.models.registry",
+}
+_SUBMODULES = ("band_ratio", "base", "checkpoint", "decoders", "deeplab", "inputs", "layers", "lgt", "pretrained",
+               "registry", "resnet", "swin", "unet")
 
-__all__ = [
-    "DEFAULT_NORMALIZATION",
-    "PRESETS",
-    "CheckpointNotFoundError",
-    "GlacierModel",
-    "ModelConfigError",
-    "available",
-    "check_inputs",
-    "create",
-    "describe",
-    "inputs_of",
-    "load",
-    "mlm_item",
-    "mlm_path",
-    "save",
-    "with_bands",
-]
+#: torch is imported with the first model name used, not with the package (see :mod:`glacierxr._lazy`).
+__getattr__, __dir__ = lazy_namespace(__name__, _ATTRIBUTES, _SUBMODULES)
 
-
-def describe(model: GlacierModel) -> dict[str, Any]:
-    """A JSON-serialisable summary of ``model``.
-
-    Parameters
-    ----------
-    model
-        A glacierxr model.
-
-    Returns
-    -------
-    dict
-        ``arch``, ``description``, ``preset``, ``bands``, ``normalization``, ``output_stride``,
-        ``recommended_overlap``, ``default_tta``, ``parameters``, ``trainable_parameters``,
-        ``paper_parameters_m`` (Table 3 of Peng et al. 2023, or ``None``), ``config`` and
-        ``provenance``.
-    """
-    if not isinstance(model, GlacierModel):
-        raise TypeError(f"describe() needs a glacierxr model; got {type(model).__name__}")
-    entry = get_entry(model.arch)
-    return {
-        "arch": model.arch,
-        "description": entry.description,
-        "preset": model.preset,
-        "bands": list(model.bands),
-        "normalization": {b: list(v) for b, v in model.normalization.items()},
-        "output_stride": model.output_stride,
-        "recommended_overlap": model.recommended_overlap,
-        "default_tta": model.default_tta,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "paper_parameters_m": entry.paper_params_m,
-        "config": dict(model.config),
-        "provenance": dict(getattr(model, "provenance", {})),
-    }
+__all__ = sorted(_ATTRIBUTES)

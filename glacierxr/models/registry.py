@@ -16,7 +16,7 @@ from glacierxr.models.lgt import LGTConfig, LGTSegmenter
 from glacierxr.models.swin import SwinConfig, SwinUNet
 from glacierxr.models.unet import UNet, UNetConfig
 
-__all__ = ["ModelEntry", "PRESETS", "available", "create", "get_entry", "register", "with_bands"]
+__all__ = ["ModelEntry", "PRESETS", "available", "create", "describe", "get_entry", "register", "with_bands"]
 
 #: Preset names every architecture has.
 PRESETS = ("paper", "small", "tiny")
@@ -263,3 +263,39 @@ register(ModelEntry(
     description="Red/SWIR band ratio with optional NDSI and NDWI tests (Paul et al. 2002, 2015)",
     default_bands=("B04", "B11"),
 ))
+
+
+def describe(model: GlacierModel) -> dict[str, Any]:
+    """A JSON-serialisable summary of ``model``.
+
+    Parameters
+    ----------
+    model
+        A glacierxr model.
+
+    Returns
+    -------
+    dict
+        ``arch``, ``description``, ``preset``, ``bands``, ``normalization``, ``output_stride``,
+        ``recommended_overlap``, ``default_tta``, ``parameters``, ``trainable_parameters``,
+        ``paper_parameters_m`` (Table 3 of Peng et al. 2023, or ``None``), ``config`` and
+        ``provenance``.
+    """
+    if not isinstance(model, GlacierModel):
+        raise TypeError(f"describe() needs a glacierxr model; got {type(model).__name__}")
+    entry = get_entry(model.arch)
+    return {
+        "arch": model.arch,
+        "description": entry.description,
+        "preset": model.preset,
+        "bands": list(model.bands),
+        "normalization": {b: list(v) for b, v in model.normalization.items()},
+        "output_stride": model.output_stride,
+        "recommended_overlap": model.recommended_overlap,
+        "default_tta": model.default_tta,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "paper_parameters_m": entry.paper_params_m,
+        "config": dict(model.config),
+        "provenance": dict(getattr(model, "provenance", {})),
+    }
