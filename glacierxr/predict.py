@@ -16,9 +16,10 @@ The math of windows and weights lives in :mod:`glacierxr.tiling`; this module mo
    frame around every region, where only the DEM reaches).
 
 The model reaches the tasks as a :class:`ModelHandle`: a checkpoint path and a token. Each
-process loads the weights once (cached by token) and runs one forward pass at a time (a lock:
-torch already uses every core, and one batch of activations at a time bounds memory). No
-weights are in the task graph, whose size is O(chunks).
+process loads the weights once (cached by token); its forward passes all run on one thread, the
+model's :class:`~glacierxr.inference.Runner`, which merges the chunks' batches (so batches span
+chunks) and, on a GPU, overlaps host work, copies and compute. No weights are in the task graph,
+whose size is O(chunks).
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ import numpy as np
 import xarray as xr
 
 from glacierxr.errors import GridError, InvalidArgumentError, MissingBandError
+from glacierxr.inference import d4_transforms, run_windows
 from glacierxr.tiling import aligned_chunks, blend_weights, check_tiling, window_starts
 
 __all__ = ["predict", "ModelHandle", "handle_for", "model_token", "resolve_device", "run_windows", "d4_transforms"]
 
 _CACHE: dict[tuple[str, str], object] = {}
 _CACHE_LOCK = threading.Lock()
-_RUN_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 
 
 def resolve_device(device: str) -> str:
@@ -68,6 +69,9 @@ class ModelHandle:
     precision: str = "auto"
     """``"auto"`` (bf16 autocast on CUDA, float32 on CPU), ``"bf16"`` or ``"fp32"``."""
 
+    compile: bool = False
+    """Run the model through ``torch.compile`` (see :mod:`glacierxr.inference`)."""
+
     def model(self):
         """The model, loaded once per process and device."""
         from glacierxr.models import load
@@ -77,13 +81,17 @@ class ModelHandle:
         with _CACHE_LOCK:
             if key not in _CACHE:
                 _CACHE[key] = load(self.path, map_location=device).eval()
-                _RUN_LOCKS[key] = threading.Lock()
             return _CACHE[key]
 
-    def run_lock(self) -> threading.Lock:
-        """The per-process lock serialising forward passes of this model."""
-        self.model()
-        return _RUN_LOCKS[(self.token, resolve_device(self.device))]
+    def runner(self, batch_size: int):
+        """This process's :class:`~glacierxr.inference.Runner` of the model (one thread per model and device)."""
+        from glacierxr.inference import runner
+
+        model = self.model()
+        param = next(iter(model.parameters()), None)
+        device = str(param.device) if param is not None else resolve_device(self.device)
+        return runner((self.token,), lambda: model, device=device, precision=self.precision,
+                      batch_size=batch_size, compile=self.compile)
 
 
 def model_token(model) -> str:
@@ -98,7 +106,8 @@ def model_token(model) -> str:
     return h.hexdigest()[:32]
 
 
-def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_dir: str | Path | None = None) -> ModelHandle:
+def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_dir: str | Path | None = None,
+               compile: bool = False) -> ModelHandle:
     """Save ``model`` once as a checkpoint (keyed by its content hash) and return a handle to it.
 
     In this process the live model is registered in the cache, so the threaded scheduler never
@@ -119,31 +128,11 @@ def handle_for(model, *, device: str = "auto", precision: str = "auto", cache_di
         mlm = tmp.parent / (tmp.name + ".mlm.json")
         if mlm.exists():
             mlm.replace(path.parent / (path.name + ".mlm.json"))
-    handle = ModelHandle(token, str(path), device, precision)
+    handle = ModelHandle(token, str(path), device, precision, compile)
     resolved = resolve_device(device)
     with _CACHE_LOCK:
         _CACHE.setdefault((token, resolved), model.to(resolved).eval())
-        _RUN_LOCKS.setdefault((token, resolved), threading.Lock())
     return handle
-
-
-def d4_transforms(n: int = 8):
-    """The first ``n`` elements of the dihedral group D4 as (forward, inverse) pairs on (N, C, H, W)."""
-    import torch
-
-    pairs = []
-    for flip in (False, True):
-        for k in range(4):
-            def fwd(t, k=k, flip=flip):
-                t = torch.flip(t, dims=(3,)) if flip else t
-                return torch.rot90(t, k, dims=(2, 3))
-
-            def inv(t, k=k, flip=flip):
-                t = torch.rot90(t, -k, dims=(2, 3))
-                return torch.flip(t, dims=(3,)) if flip else t
-
-            pairs.append((fwd, inv))
-    return pairs[:n]
 
 
 def tta_count(tta: bool | int | None, *, default: bool = False) -> int:
@@ -164,27 +153,11 @@ def tta_count(tta: bool | int | None, *, default: bool = False) -> int:
                                "default_tta) or a number of D4 transforms 1..8.")
 
 
-def run_windows(model, windows: np.ndarray, *, device: str, precision: str, tta: int) -> np.ndarray:
-    """Glacier probability (N, H, W) float32 for a batch of normalised windows (N, C, H, W)."""
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
-    use_bf16 = precision == "bf16" or (precision == "auto" and x.device.type == "cuda")
-    transforms = d4_transforms(tta) if tta > 1 else [(lambda t: t, lambda t: t)]
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        prob = None
-        for fwd, inv in transforms:
-            p = torch.softmax(model(fwd(x)).float(), dim=1)[:, 1:2]
-            p = inv(p)
-            prob = p if prob is None else prob + p
-        prob = prob / len(transforms)
-    return prob[:, 0].float().cpu().numpy()
-
-
 def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
     """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
 
-    Channels: sum of weight * p(glacier), sum of weight, and the missing-data flag (any band NaN).
+    Channels: sum of weight * p(glacier), sum of weight, and the missing-data flag (any band NaN or
+    infinite). The windows go to the process's model runner (:mod:`glacierxr.inference`).
 
     Inner chunks end on a window start, so their windows spill at most ``overlap`` pixels; the
     last chunk of an axis can spill further, but only past the array's end, which is dropped.
@@ -193,36 +166,57 @@ def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts
     ch, cw = chunks_y[iy], chunks_x[ix]
     ys = starts_y[(starts_y >= r0) & (starts_y < r0 + ch)] - r0
     xs = starts_x[(starts_x >= c0) & (starts_x < c0 + cw)] - c0
-    # channel 2 flags core pixels where a band is missing; computed here so that stage 2
-    # does not need the input block, which can then be freed as soon as this task is done
-    empty = np.isnan(block[:, :ch, :cw]).any(axis=0)
     if not len(ys) or not len(xs):
         out = np.zeros((3, ch + overlap, cw + overlap), np.float32)
-        out[2, :ch, :cw] = empty
+        out[2, :ch, :cw] = ~np.isfinite(block[:, :ch, :cw]).all(axis=0)
         return out
     size_y, size_x = max(ch + overlap, int(ys[-1]) + window), max(cw + overlap, int(xs[-1]) + window)
-    # normalise in place inside the zero-padded buffer: one copy of the chunk, not three
-    padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
-    view = padded[:, : block.shape[1], : block.shape[2]]
-    view[...] = block
-    view -= mean[:, None, None]
+    # normalise into one new buffer (zero-padded only where windows run past the block)
+    if (size_y, size_x) == block.shape[1:]:
+        padded = np.subtract(block, mean[:, None, None], dtype=np.float32)
+        view = padded
+    else:
+        padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
+        view = padded[:, : block.shape[1], : block.shape[2]]
+        np.subtract(block, mean[:, None, None], out=view)
     view /= std[:, None, None]
-    np.nan_to_num(view, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    missing = ~np.isfinite(view)
+    np.copyto(view, 0.0, where=missing)
     out = np.zeros((3, size_y, size_x), np.float32)
-    out[2, :ch, :cw] = empty
-    weight = blend_weights(window, overlap)
-    model = handle.model()
-    param = next(iter(model.parameters()), None)
-    device = str(param.device) if param is not None else resolve_device(handle.device)
+    # channel 2 flags core pixels where a band is missing; computed here so that stage 2
+    # does not need the input block, which can then be freed as soon as this task is done
+    out[2, :ch, :cw] = missing[:, :ch, :cw].any(axis=0)
+    del missing
+    weight = blend_weights(window, overlap) if overlap else None
+
+    def blend(batch, prob):
+        for (y, x0), p in zip(batch, prob.result()):
+            if weight is None:  # windows tile the chunk exactly: no sums needed
+                out[0, y : y + window, x0 : x0 + window] = p
+                out[1, y : y + window, x0 : x0 + window] = 1.0
+            else:
+                out[0, y : y + window, x0 : x0 + window] += weight * p
+                out[1, y : y + window, x0 : x0 + window] += weight
+
+    # On a GPU, one batch waits in the runner's queue while this thread stacks the next and blends
+    # the last. On CPU the model's threads already use every core: host work beside them would
+    # only preempt them, so each batch is blended before the next is stacked.
+    run = handle.runner(batch_size)
+    ahead = run.device.type != "cpu"
     origins = [(y, x0) for y in ys for x0 in xs]
+    queued = None
     for b in range(0, len(origins), batch_size):
         batch = origins[b : b + batch_size]
         windows = np.stack([padded[:, y : y + window, x0 : x0 + window] for y, x0 in batch])
-        with handle.run_lock():
-            prob = run_windows(model, windows, device=device, precision=handle.precision, tta=tta)
-        for (y, x0), p in zip(batch, prob):
-            out[0, y : y + window, x0 : x0 + window] += weight * p
-            out[1, y : y + window, x0 : x0 + window] += weight
+        submitted = (batch, run.submit(windows, tta=tta))
+        if queued is not None:
+            blend(*queued)
+        queued = submitted
+        if not ahead:
+            blend(*queued)
+            queued = None
+    if queued is not None:
+        blend(*queued)
     return out[:, : ch + overlap, : cw + overlap]
 
 
@@ -243,8 +237,9 @@ def _stage1_with_halo(core, *halo_and_location, **kwargs):
 
 def _stage2(core, below, right, corner, *, overlap):
     """Add the spill of the neighbouring chunks and divide; NaN where a band is missing."""
-    num, den, empty = core[0].copy(), core[1].copy(), core[2] > 0.5
-    if overlap:
+    num, den = core[0], core[1]
+    if overlap:  # the core block is also read by the neighbours' crops: add into copies
+        num, den = num.copy(), den.copy()
         h, w = num.shape
         num[: min(overlap, h), :] += below[0][:h]
         den[: min(overlap, h), :] += below[1][:h]
@@ -252,10 +247,9 @@ def _stage2(core, below, right, corner, *, overlap):
         den[:, : min(overlap, w)] += right[1][:, :w]
         num[: min(overlap, h), : min(overlap, w)] += corner[0][:h, :w]
         den[: min(overlap, h), : min(overlap, w)] += corner[1][:h, :w]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prob = np.where(den > 0, num / den, np.nan).astype(np.float32)
-    prob[empty] = np.nan
-    return np.clip(prob, 0.0, 1.0)
+    prob = np.full(num.shape, np.nan, np.float32)
+    np.divide(num, den, out=prob, where=(den > 0) & (core[2] < 0.5))
+    return np.clip(prob, 0.0, 1.0, out=prob)
 
 
 def _crop(a: np.ndarray, *, ys: slice, xs: slice) -> np.ndarray:
@@ -346,6 +340,7 @@ def predict(
     chunks: int | None = None,
     tile: int | None = None,
     check_inputs: bool = True,
+    compile: bool = False,
 ) -> xr.DataArray:
     """Glacier probability of every pixel of ``cube``, lazily.
 
@@ -379,13 +374,16 @@ def predict(
     check_inputs
         Refuse a cube whose resolution, sensors or band units differ from what the model was
         trained on (:func:`glacierxr.models.inputs.check_inputs`); ``False`` skips the check.
+    compile
+        Run the model through ``torch.compile`` (pays off on a GPU over many windows; on CPU the
+        first call compiles for a while).
 
     Returns
     -------
     xarray.DataArray
         ``glacier_probability`` (y, x), float32 in [0, 1], NaN where any input band is missing,
         on the cube's grid with its CRS; attrs name the model, window, overlap and version. The
-        result does not depend on the chunking.
+        result does not depend on the chunking. A band that is NaN or infinite makes the pixel NaN.
 
     Raises
     ------
@@ -432,7 +430,7 @@ def predict(
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise InvalidArgumentError(f"batch_size={batch_size!r} must be a positive integer, e.g. 8.")
     n_tta = tta_count(tta, default=bool(getattr(model, "default_tta", False)))
-    handle = handle_for(model, device=device, precision=precision)
+    handle = handle_for(model, device=device, precision=precision, compile=bool(compile))
 
     h, w = cube.sizes["y"], cube.sizes["x"]
     first = cube[bands[0]]

@@ -252,7 +252,7 @@ def test_tta_out_of_range_is_refused(cube, model, tta):
 
 def test_tta_one_runs_one_transform(cube, model, monkeypatch):
     """``tta=1`` is the plain forward pass (it once meant 8, because ``1 == True``)."""
-    import glacierxr.predict as p
+    import glacierxr.inference as p
 
     calls = []
     real = p.d4_transforms
