@@ -153,11 +153,13 @@ def tta_count(tta: bool | int | None, *, default: bool = False) -> int:
                                "default_tta) or a number of D4 transforms 1..8.")
 
 
-def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
+def _stage1(core, halo, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
     """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
 
-    Channels: sum of weight * p(glacier), sum of weight, and the missing-data flag (any band NaN or
-    infinite). The windows go to the process's model runner (:mod:`glacierxr.inference`).
+    ``core`` is the chunk (band, ch, cw); ``halo`` its neighbours' bottom, right and bottom-right
+    strips, or ``()``. Channels: sum of weight * p(glacier), sum of weight, and the missing-data
+    flag (any band NaN or infinite). The windows go to the process's model runner
+    (:mod:`glacierxr.inference`).
 
     Inner chunks end on a window start, so their windows spill at most ``overlap`` pixels; the
     last chunk of an axis can spill further, but only past the array's end, which is dropped.
@@ -168,20 +170,12 @@ def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts
     xs = starts_x[(starts_x >= c0) & (starts_x < c0 + cw)] - c0
     if not len(ys) or not len(xs):
         out = np.zeros((3, ch + overlap, cw + overlap), np.float32)
-        out[2, :ch, :cw] = ~np.isfinite(block[:, :ch, :cw]).all(axis=0)
+        out[2, :ch, :cw] = (~np.isfinite(core)).any(axis=0)
         return out
     size_y, size_x = max(ch + overlap, int(ys[-1]) + window), max(cw + overlap, int(xs[-1]) + window)
-    # normalise into one new buffer (zero-padded only where windows run past the block)
-    if (size_y, size_x) == block.shape[1:]:
-        padded = np.subtract(block, mean[:, None, None], dtype=np.float32)
-        view = padded
-    else:
-        padded = np.zeros((block.shape[0], size_y, size_x), np.float32)
-        view = padded[:, : block.shape[1], : block.shape[2]]
-        np.subtract(block, mean[:, None, None], out=view)
-    view /= std[:, None, None]
-    missing = ~np.isfinite(view)
-    np.copyto(view, 0.0, where=missing)
+    padded = _normalised(core, halo, mean, std, (size_y, size_x))
+    missing = ~np.isfinite(padded)
+    np.copyto(padded, 0.0, where=missing)
     out = np.zeros((3, size_y, size_x), np.float32)
     # channel 2 flags core pixels where a band is missing; computed here so that stage 2
     # does not need the input block, which can then be freed as soon as this task is done
@@ -220,6 +214,25 @@ def _stage1(block, *, iy, ix, handle, mean, std, window, overlap, stride, starts
     return out[:, : ch + overlap, : cw + overlap]
 
 
+def _normalised(core, halo, mean, std, size: tuple[int, int]) -> np.ndarray:
+    """(core plus halo - mean) / std in one new (band, *size) buffer, zero past the halo.
+
+    The pieces are normalised straight into their places: no concatenated copy of the block.
+    """
+    c, h, w = core.shape
+    parts = [(core, 0, 0)]
+    if halo:
+        below, right, diagonal = halo
+        parts += [(right, 0, w), (below, h, 0), (diagonal, h, w)]
+    extent = (h + (halo[0].shape[1] if halo else 0), w + (halo[1].shape[2] if halo else 0))
+    padded = (np.empty if extent == size else np.zeros)((c, *size), np.float32)
+    for piece, y, x in parts:
+        view = padded[:, y : y + piece.shape[1], x : x + piece.shape[2]]
+        np.subtract(piece, mean[:, None, None], out=view)
+        view /= std[:, None, None]
+    return padded
+
+
 def _stage1_with_halo(core, *halo_and_location, **kwargs):
     """Stage 1 on a chunk plus the copied bottom, right and bottom-right halo strips of its neighbours.
 
@@ -228,11 +241,7 @@ def _stage1_with_halo(core, *halo_and_location, **kwargs):
     """
     *halo, location = halo_and_location
     iy, ix = divmod(int(location[0, 0]), len(kwargs["chunks_x"]))
-    block = core
-    if halo:
-        below, right, diagonal = halo
-        block = np.concatenate([np.concatenate([core, right], axis=2), np.concatenate([below, diagonal], axis=2)], axis=1)
-    return _stage1(block, iy=iy, ix=ix, **kwargs)
+    return _stage1(core, tuple(halo), iy=iy, ix=ix, **kwargs)
 
 
 def _stage2(core, below, right, corner, *, overlap):
