@@ -99,9 +99,11 @@ def host_seconds(cube: xr.Dataset, model, batch_size: int, device: str, window: 
     kw = dict(window=window, overlap=overlap, device=device, batch_size=batch_size)
     cube.glacier.predict(free, **kw).values
     raw, pred = [], []
-    for _ in range(repeat):
-        raw.append(_clocked(lambda: plain_loop(cube, free, window, batch_size, device, overlap=overlap))[0])
-        pred.append(_clocked(lambda: cube.glacier.predict(free, **kw).values)[0])
+    for i in range(repeat):
+        pair = [(raw, lambda: plain_loop(cube, free, window, batch_size, device, overlap=overlap)),
+                (pred, lambda: cube.glacier.predict(free, **kw).values)]
+        for times, fn in pair[:: 1 if i % 2 == 0 else -1]:
+            times.append(_clocked(fn)[0])
     return statistics.median(raw), statistics.median(pred)
 
 
@@ -175,9 +177,11 @@ def main() -> None:
                 kw = dict(window=win, overlap=ov, device=device, batch_size=args.batch_size)
                 cube.glacier.predict(model, **kw).values  # warm-up at this window size
                 raw, pred = [], []
-                for _ in range(args.repeat):
-                    raw.append(_clocked(lambda: plain_loop(cube, model, win, args.batch_size, device, overlap=ov)))
-                    pred.append(_clocked(lambda: cube.glacier.predict(model, **kw).values))
+                for i in range(args.repeat):  # the order flips every pair: no first-or-second bias
+                    pair = [(raw, lambda: plain_loop(cube, model, win, args.batch_size, device, overlap=ov)),
+                            (pred, lambda: cube.glacier.predict(model, **kw).values)]
+                    for times, fn in pair[:: 1 if i % 2 == 0 else -1]:
+                        times.append(_clocked(fn))
                 best_raw, best_pred = min(r[0] for r in raw), min(p[0] for p in pred)
                 pair = statistics.median(p[0] / r[0] for p, r in zip(pred, raw))
                 cpu = statistics.median(p[1] / r[1] for p, r in zip(pred, raw))
