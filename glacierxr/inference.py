@@ -20,6 +20,7 @@ output: the host work overlaps the model.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -31,6 +32,16 @@ __all__ = ["Runner", "runner", "run_windows", "d4_transforms"]
 
 _RUNNERS: dict[tuple, Runner] = {}
 _RUNNERS_LOCK = threading.Lock()
+
+
+def _forget_runners_after_fork() -> None:
+    """A forked child has none of its parent's runner threads: it starts its own on first use."""
+    global _RUNNERS_LOCK
+    _RUNNERS.clear()
+    _RUNNERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_runners_after_fork)
 
 
 def d4_transforms(n: int = 8):

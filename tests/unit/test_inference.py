@@ -65,3 +65,29 @@ def test_runner_matches_a_direct_forward_pass_with_tta():
     for tta in (1, 8):
         np.testing.assert_allclose(run.run(x, tta=tta), run_windows(model, x, device="cpu", precision="auto", tta=tta),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_forked_child_starts_its_own_runner():
+    import os
+
+    from glacierxr import inference
+
+    model = torch.nn.Conv2d(2, 2, 1).eval()
+    inference.runner(("fork-test",), lambda: model, device="cpu").run(np.zeros((1, 2, 4, 4), np.float32))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's runner thread does not exist here
+        try:
+            torch.set_num_threads(1)  # no OpenMP pool across the fork
+            out = inference.runner(("fork-test",), lambda: model, device="cpu").run(np.zeros((1, 2, 4, 4), np.float32))
+            os.write(write, str(out.shape).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    import select
+
+    ready, _, _ = select.select([read], [], [], 30)
+    if not ready:  # a child that hangs (the bug this guards against) must not hang the suite
+        os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    assert ready and os.read(read, 100).decode() == "(1, 4, 4)"
