@@ -76,7 +76,8 @@ def memory_cube(size: int, chunks: int) -> xr.Dataset:
     return cube.chunk({"y": chunks, "x": chunks})
 
 
-def command(region_dir: Path, model, workers: int, window: int, out: Path, margin_km: float) -> float:
+def command(region_dir: Path, model, workers: int, window: int, out: Path, margin_km: float,
+            tile_km: float | None = None) -> float:
     """km²/s of ``gx.run_inventory`` over the served synthetic region."""
     from glacierxr.stac_server import serve
 
@@ -84,7 +85,7 @@ def command(region_dir: Path, model, workers: int, window: int, out: Path, margi
     with serve(region_dir / "stac") as url:
         t0 = time.perf_counter()
         manifest = gx.run_inventory(url, bbox=info["bbox"], datetime=info["datetime"], out=out, model=model,
-                                    workers=workers, tile_km=info["tile_km"], margin_km=margin_km, window=window, overlap=64,
+                                    workers=workers, tile_km=tile_km or info["tile_km"], margin_km=margin_km, window=window, overlap=64,
                                     chunk=1024, overwrite=True, quiet=True, quicklook=False)
         seconds = time.perf_counter() - t0
     return manifest["plan"]["km2"] / seconds
@@ -113,6 +114,8 @@ def main() -> None:
     p.add_argument("--workers", default="1,2")
     p.add_argument("--margin-km", type=float, default=1.0,
                    help="margin predicted around each tile: (tile + 2 margin)^2 / tile^2 more pixels than the region")
+    p.add_argument("--tile-km", type=float, default=None,
+                   help="production tile size (default: 5 km for regions up to 2048 pixels, else 10 km)")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, e.g. 989 (H100/H200 SXM)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (predict and model-only)")
     p.add_argument("--parts", default="model,predict,command")
@@ -159,7 +162,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for label, m in (("band-ratio", "band-ratio"), ("lgt-lgcb small", small)):
                 for workers in map(int, args.workers.split(",")):
-                    km2_s = command(region_dir, m, workers, args.window, Path(tmp) / "run", args.margin_km)
+                    km2_s = command(region_dir, m, workers, args.window, Path(tmp) / "run", args.margin_km, args.tile_km)
                     line = f"(command) {label:15s} {workers} worker(s): {km2_s:8.2f} km²/s"
                     if m is small:
                         line += f"  = {km2_s / small_km2_s:6.1%} of its model-only {small_km2_s:.1f} km²/s"

@@ -7,6 +7,7 @@ NDWI = (B03 - B08) / (B03 + B08) (McFeeters 1996); the band ratio red / SWIR = B
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 __all__ = ["normalized_difference", "band_ratio", "add_indices", "INDICES"]
@@ -15,15 +16,30 @@ __all__ = ["normalized_difference", "band_ratio", "add_indices", "INDICES"]
 INDICES = {"NDVI": ("B08", "B04"), "NDSI": ("B03", "B11"), "NDWI": ("B03", "B08")}
 
 
+def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    total = np.add(a, b, dtype=np.float32)
+    out = np.full(total.shape, np.nan, np.float32)
+    return np.divide(np.subtract(a, b, dtype=np.float32), total, out=out, where=total != 0)
+
+
+def _ratio(red: np.ndarray, swir: np.ndarray) -> np.ndarray:
+    out = np.full(np.broadcast_shapes(red.shape, swir.shape), np.nan, np.float32)
+    return np.divide(red, swir, out=out, where=swir > 0, dtype=np.float32)
+
+
+def _elementwise(func, *arrays: xr.DataArray) -> xr.DataArray:
+    """``func`` on NumPy blocks: one task per chunk instead of one per xarray operation."""
+    return xr.apply_ufunc(func, *arrays, dask="parallelized", output_dtypes=[np.float32])
+
+
 def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
-    """``(a - b) / (a + b)``, NaN where ``a + b`` is zero."""
-    total = a + b
-    return ((a - b) / total.where(total != 0)).astype("float32")
+    """``(a - b) / (a + b)`` as float32, NaN where ``a + b`` is zero."""
+    return _elementwise(_nd, a, b)
 
 
 def band_ratio(red: xr.DataArray, swir: xr.DataArray) -> xr.DataArray:
-    """The red / SWIR ratio of glacier inventories, NaN where SWIR is not positive."""
-    return (red / swir.where(swir > 0)).astype("float32")
+    """The red / SWIR ratio of glacier inventories as float32, NaN where SWIR is not positive."""
+    return _elementwise(_ratio, red, swir)
 
 
 def add_indices(ds: xr.Dataset) -> xr.Dataset:

@@ -114,7 +114,6 @@ class Runner:
                  compile: bool = False) -> None:
         import torch
 
-        self.model = model
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.use_bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")

@@ -54,6 +54,21 @@ logger = logging.getLogger(__name__)
 _TOL = 1e-6
 
 
+def _plain_mask(src) -> float | None | bool:
+    """How band 1 of ``src`` marks invalid pixels: ``None`` (it has none), its nodata value (a
+    plain comparison finds them), or ``False`` (a mask GDAL must read or compute)."""
+    from rasterio.enums import MaskFlags
+
+    flags = src.mask_flag_enums[0]
+    if flags == [MaskFlags.all_valid]:
+        return None
+    # only types float32 holds exactly: a wider one's values could round onto the nodata value
+    exact = np.dtype(src.dtypes[0]) in (np.int8, np.uint8, np.int16, np.uint16, np.float32)
+    if flags == [MaskFlags.nodata] and src.nodata is not None and exact:
+        return src.nodata
+    return False
+
+
 def alignment(src_transform, src_crs_epsg: int | None, dst_transform, dst_epsg: int, resampling: Resampling):
     """``(k, row_off, col_off)`` when the source sits on the destination's pixel lattice, else ``None``.
 
@@ -246,6 +261,10 @@ class AlignedReader(AutoParallelRioReader):
         super().__init__(**kwargs)
         self._align_lock = threading.Lock()
         self._aligned: tuple | None | bool = False  # False: not checked yet
+        # the direct path's open datasets, one per thread, kept across chunks like stackstac's own
+        # (the open is not repeated, and GDAL's block cache serves tiles that straddle two chunks)
+        self._local = threading.local()
+        self._generation = 0
         self.retry: RetryPolicy = getattr(self.gdal_env, "retry", None) or RetryPolicy()
         self.label: str = getattr(self.gdal_env, "labels", {}).get(self.url, "")
 
@@ -311,7 +330,8 @@ class AlignedReader(AutoParallelRioReader):
                     dst = self.spec.transform
                     info = alignment(src.transform, src.crs.to_epsg() if src.crs else None, dst,
                                      self.spec.epsg, self.resampling)
-                    self._aligned = None if info is None or src.count != 1 else (*info, src.height, src.width)
+                    self._aligned = None if info is None or src.count != 1 else (
+                        *info, src.height, src.width, _plain_mask(src))
             return self._aligned
 
     def read(self, window: Window, **kwargs) -> np.ndarray:
@@ -328,29 +348,62 @@ class AlignedReader(AutoParallelRioReader):
         info = self._check()
         if info is None:
             return super().read(window, **kwargs)
-        k, row_off, col_off, src_h, src_w = info
-        rows = np.arange(window.row_off, window.row_off + window.height) - row_off
-        cols = np.arange(window.col_off, window.col_off + window.width) - col_off
-        src_rows, src_cols = np.floor_divide(rows, k), np.floor_divide(cols, k)
-        vr = (src_rows >= 0) & (src_rows < src_h)
-        vc = (src_cols >= 0) & (src_cols < src_w)
-        out = np.full((int(window.height), int(window.width)), self.fill_value, dtype=self.dtype)
-        if not vr.any() or not vc.any():
+        k, row_off, col_off, src_h, src_w, nodata = info
+        h, w = int(window.height), int(window.width)
+        # the window's origin relative to the source's corner (destination pixels), and what it covers
+        wr, wc = int(window.row_off) - row_off, int(window.col_off) - col_off
+        y0, y1 = max(0, -wr), min(h, src_h * k - wr)
+        x0, x1 = max(0, -wc), min(w, src_w * k - wc)
+        out = np.full((h, w), self.fill_value, dtype=self.dtype)
+        if y1 <= y0 or x1 <= x0:
             return out
-        r0, r1 = int(src_rows[vr].min()), int(src_rows[vr].max()) + 1
-        c0, c1 = int(src_cols[vc].min()), int(src_cols[vc].max()) + 1
-        with self.gdal_env.open:
-            src = rasterio.open(self.url)
-        with src, self.gdal_env.read:
-            block = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), masked=True, out_dtype=self.dtype)
+        r0, r1 = (wr + y0) // k, (wr + y1 - 1) // k + 1
+        c0, c1 = (wc + x0) // k, (wc + x1 - 1) // k + 1
+        src = self._direct_dataset()
+        with self.gdal_env.read:
+            src_window = Window(c0, r0, c1 - c0, r1 - r0)
+            if nodata is False:  # a mask GDAL must read or compute (alpha band, internal mask)
+                block = np.ma.filled(src.read(1, window=src_window, masked=True, out_dtype=self.dtype),
+                                     fill_value=self.fill_value)
+            else:
+                block = src.read(1, window=src_window, out_dtype=self.dtype)
+                if nodata is not None:
+                    block[block == nodata] = self.fill_value
         scale, offset = self.scale_offset
         if scale != 1:
             block *= scale
         if offset != 0:
             block += offset
-        block = np.ma.filled(block, fill_value=self.fill_value)
-        out[np.ix_(vr, vc)] = block[np.ix_(src_rows[vr] - r0, src_cols[vc] - c0)]
+        if k == 1:
+            out[y0:y1, x0:x1] = block
+            return out
+        # coarser pixels on the lattice: each fills k x k output pixels (GDAL's nearest on aligned
+        # grids), written as k * k strided copies of the block instead of a repeated temporary
+        sy, sx = wr + y0 - r0 * k, wc + x0 - c0 * k  # where the first output pixel falls in its source pixel
+        for dy in range(min(k, y1 - y0)):
+            rows = out[y0 + dy : y1 : k]
+            i = (sy + dy) // k
+            for dx in range(min(k, x1 - x0)):
+                dst = rows[:, x0 + dx : x1 : k]
+                j = (sx + dx) // k
+                dst[...] = block[i : i + dst.shape[0], j : j + dst.shape[1]]
         return out
+
+    def _direct_dataset(self):
+        """This thread's open dataset for the direct path (reopened after :meth:`close`)."""
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            if getattr(local, "dataset", None) is not None:
+                local.dataset.close()  # only the thread that opened a dataset closes it
+            with self.gdal_env.open:
+                local.dataset = rasterio.open(self.url)
+            local.generation = self._generation
+        return local.dataset
+
+    def close(self) -> None:
+        """Close stackstac's datasets and make every thread reopen its direct-path dataset."""
+        super().close()
+        self._generation += 1
 
     def __setstate__(self, state) -> None:
         self.__init__(**state)
