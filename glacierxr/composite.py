@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["ChunkSpec", "composite_chunk", "nanmedian_first", "nanmedian_last", "nanmean_last", "sort_network"]
+__all__ = ["ChunkSpec", "composite_chunk", "nanmedian_first", "sort_network"]
 
 _ROWS = 32  # rows per strip: 32 x 2048 float32 = 256 KiB per plane, a few planes stay in L2
 
@@ -215,25 +215,3 @@ def nanmedian_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if n is not None:
         np.putmask(out, n == 0, np.nan)
     return out
-
-
-def nanmedian_last(a: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN (NaN where all are NaN), without warnings.
-
-    Equals ``np.nanmedian(a, axis=-1)`` (the mean of the two middle values for an even count)
-    but sorts once instead of going through masked arrays, and does not warn on all-NaN
-    pixels (``warnings.catch_warnings`` is not thread-safe under Dask).
-    """
-    s = np.sort(a, axis=-1)  # NaN sorts last
-    n = np.count_nonzero(~np.isnan(a), axis=-1)
-    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
-    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[..., None], axis=-1)[..., 0]
-    out = np.where(n > 0, (lo + hi) / 2, np.nan)
-    return out.astype(a.dtype, copy=False)
-
-
-def nanmean_last(a: np.ndarray) -> np.ndarray:
-    """Mean over the last axis ignoring NaN (NaN where all are NaN), without warnings."""
-    n = np.count_nonzero(~np.isnan(a), axis=-1)
-    total = np.nansum(a, axis=-1, dtype=np.float64)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan).astype(a.dtype, copy=False)
