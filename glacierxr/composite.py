@@ -41,9 +41,10 @@ class ChunkSpec:
     mask_band
         Index of the quality band, or None.
     mask_values
-        Quality values marking a pixel unusable (``kind="values"``).
+        Quality classes marking a pixel unusable (a :class:`~glacierxr.sensors.MaskSpec` of
+        ``kind="classes"``).
     mask_bits
-        Bits marking a pixel unusable (``kind="bits"``).
+        Bits marking a pixel unusable when set (``kind="bits"``).
     method
         ``"median"``, ``"mean"`` or ``"first"`` (first valid value in date order: a DEM).
     """
@@ -187,8 +188,10 @@ def nanmedian_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     vectorised ``minimum``/``maximum``, where ``np.sort(axis=0)`` sorts pixel by pixel.
     """
     n_planes = a.shape[0]
+    out = np.empty(a.shape[1:], a.dtype) if out is None else out
     if n_planes == 0:
-        return np.full(a.shape[1:], np.nan, a.dtype) if out is None else (out.fill(np.nan), out)[1]
+        out.fill(np.nan)
+        return out
     missing = np.isnan(a)
     s = a.copy()
     np.copyto(s, np.asarray(np.inf, a.dtype), where=missing)  # missing sorts last (ties with real +inf are equal)
@@ -198,7 +201,6 @@ def nanmedian_first(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         np.minimum(planes[i], planes[j], out=tmp)
         np.maximum(planes[i], planes[j], out=planes[j])
         planes[i], tmp = tmp, planes[i]
-    out = np.empty(a.shape[1:], a.dtype) if out is None else out
     n = None
     if not missing.any():  # nothing missing: the middle planes
         lo, hi = planes[(n_planes - 1) // 2], planes[n_planes // 2]
