@@ -29,14 +29,15 @@ _ATTRIBUTES = {
     "read_inventory": "glacierxr.inventory", "write_inventory": "glacierxr.inventory",
     "open_mosaic": "glacierxr.pipeline", "run_inventory": "glacierxr.pipeline",
     "plan_region": "glacierxr.plan",
+    "split_glaciers": "glacierxr.divides", "complexes_of": "glacierxr.divides",
     "late_summer": "glacierxr.search", "search": "glacierxr.search",
 }
-_SUBMODULES = ("cli", "cube", "geo", "indices", "merge", "models", "pipeline", "plan", "predict", "quicklook",
+_SUBMODULES = ("cli", "cube", "divides", "geo", "indices", "merge", "models", "pipeline", "plan", "predict", "quicklook",
                "reader", "sensors", "store", "synthetic", "testing", "tiles", "tilework", "tiling", "training",
                "vectorize")
 
 __getattr__, __dir__ = lazy_namespace(__name__, _ATTRIBUTES, _SUBMODULES)
 
 __all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "to_zarr",
-           "evaluate", "inventory", "plan_region", "run_inventory", "open_mosaic", "compare_inventories",
+           "evaluate", "inventory", "split_glaciers", "complexes_of", "plan_region", "run_inventory", "open_mosaic", "compare_inventories",
            "write_inventory", "read_inventory", "GlacierxrError"]

@@ -37,12 +37,12 @@ class GlacierDataArrayAccessor:
         return to_zarr(self._obj, store, mode=mode, dtype=dtype)
 
     def outlines(self, *, threshold: float = 0.5, min_area_km2: float = 0.05, simplify: float | None = None,
-                 min_hole_km2: float = 0.01, labels: bool = False):
+                 min_hole_km2: float = 0.01, labels: bool = False, dem: xr.DataArray | None = None):
         """Glacier polygons, stitched across chunks; see :func:`glacierxr.vectorize.outlines`."""
         from glacierxr.vectorize import outlines
 
         return outlines(self._obj, threshold=threshold, min_area_km2=min_area_km2, simplify=simplify,
-                        min_hole_km2=min_hole_km2, labels=labels)
+                        min_hole_km2=min_hole_km2, labels=labels, dem=dem)
 
     def evaluate(self, reference, *, threshold: float = 0.5, objects: bool = True) -> dict:
         """Pixel and object accuracy against reference outlines; see :func:`glacierxr.evaluate.evaluate`."""

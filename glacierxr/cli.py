@@ -152,14 +152,16 @@ def plan_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, dat
 @click.option("--overlap", default=64, show_default=True, help="Pixels shared by neighbouring windows.")
 @click.option("--max-cloud", type=float, default=None, help="Maximum scene cloud cover (percent).")
 @click.option("--min-area", "min_area_km2", default=0.05, show_default=True, help="Smallest glacier kept (km², geodesic).")
+@click.option("--split/--no-split", default=True, show_default=True,
+              help="Split ice masses into glaciers at ice divides on the DEM (complexes.parquet keeps the masses).")
 @click.option("--max-in-flight", type=int, default=None, help="Tiles submitted at a time (default: 2 per worker thread).")
 @click.option("--no-quicklook", is_flag=True, help="Skip quicklook.png.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace what is in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar or messages.")
 def inventory_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, datetime_, model, out_dir, workers,
-                      scheduler, chunk, window, tile, overlap, max_cloud, min_area_km2, max_in_flight, no_quicklook,
-                      resume, overwrite, quiet) -> None:
+                      scheduler, chunk, window, tile, overlap, max_cloud, min_area_km2, split, max_in_flight,
+                      no_quicklook, resume, overwrite, quiet) -> None:
     """Produce the glacier inventory of a region, tile by tile: outlines, inventory, tiles, quicklook, manifest."""
     from glacierxr.pipeline import run_inventory
 
@@ -167,8 +169,8 @@ def inventory_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution
     run_inventory(stac, bbox=bbox, aoi=aoi, buffer_km=buffer_km, datetime=datetime_, out=out_dir, model=model,
                   workers=workers, scheduler=scheduler, tile_km=tile_km, margin_km=margin_km, resolution=resolution,
                   chunk=chunk, window=_window_option(window, tile), overlap=overlap, max_cloud=max_cloud,
-                  min_area_km2=min_area_km2, max_in_flight=max_in_flight, quicklook=not no_quicklook, resume=resume,
-                  overwrite=overwrite, quiet=quiet, echo=click.echo)
+                  min_area_km2=min_area_km2, split=split, max_in_flight=max_in_flight, quicklook=not no_quicklook,
+                  resume=resume, overwrite=overwrite, quiet=quiet, echo=click.echo)
 
 
 @main.command()

@@ -941,6 +941,7 @@ def inventory(
     dem_source: str | None = None,
     probability: xr.DataArray | None = None,
     aspect_mean: AspectMean = "slope_vector",
+    split: bool = False,
 ) -> gpd.GeoDataFrame:
     """RGI 7.0-style attributes of every glacier polygon, from a DEM.
 
@@ -963,11 +964,16 @@ def inventory(
     aspect_mean
         ``"slope_vector"`` (default, RGI 7.0): direction of the mean gradient vector;
         ``"unit_vector"`` (RGI 6.0 / Paul et al. 2009): circular mean of the pixel aspects.
+    split
+        The outlines are ice masses: split them into glaciers at their ice divides on ``dem``
+        first (:func:`glacierxr.divides.split_glaciers` with its defaults; call it yourself for
+        other options or ``divides=``). Off by default, so that every input row gets one row.
 
     Returns
     -------
     geopandas.GeoDataFrame
-        Same index, geometry and CRS as ``outlines``; the columns of :data:`INVENTORY_COLUMNS`
+        Same index, geometry and CRS as ``outlines`` (with ``split``: one row per glacier, a new
+        index and ``complex_id``); the columns of :data:`INVENTORY_COLUMNS`
         (defined in the module docstring), ``mean_probability`` when ``probability`` is given,
         then the other input columns. Glaciers outside the DEM get NaN elevations and
         ``valid_dem_frac`` 0.
@@ -989,6 +995,10 @@ def inventory(
     of the one-by-one path, which Dask-backed rasters still take (tests/unit/test_inventory.py
     compares the two).
     """
+    if split:
+        from glacierxr.divides import split_glaciers
+
+        outlines = split_glaciers(outlines, dem)
     return _inventory(
         outlines, dem, date=date, dem_source=dem_source, probability=probability, aspect_mean=aspect_mean
     )

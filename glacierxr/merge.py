@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from glacierxr.divides import GRID_M
 from glacierxr.tiles import zone_strip
 from glacierxr.tilework import fill_holes_px, geodesic_km2, lattice_to_lonlat, tile_dir
 from glacierxr.vectorize import _stitch, canonical
@@ -138,11 +139,12 @@ def merge_pieces(run_dir: str | Path, tiles: Sequence, *, min_area_km2: float, m
 
 
 def attributes_of(glaciers, dem_items: Sequence[dict], *, resolution: float, date: str | None,
-                  dem_source: str | None, reader: type | None = None):
+                  dem_source: str | None, reader: type | None = None, split: bool = False):
     """RGI-style attributes of merged glaciers, each from a small DEM cube around it.
 
     The DEM is put on the glacier's zone grid at the run's resolution (the grid a tile would
-    have used), so a merged glacier is measured like a whole one.
+    have used), so a merged glacier is measured, and with ``split`` split at its ice divides,
+    like a whole one: the cube reaches past the glacier by more than the split's window.
     """
     import dask
     import geopandas as gpd
@@ -160,15 +162,17 @@ def attributes_of(glaciers, dem_items: Sequence[dict], *, resolution: float, dat
             one = glaciers.iloc[[i]]
             g = one.geometry.iloc[0]
             w, s, e, n = g.bounds
-            pad = 3 * resolution / 111_000.0
+            pad = max(3 * resolution, 4 * GRID_M) / 111_000.0  # covers the split's cells (divides._cell_window)
             box = (w - pad, s - pad, e + pad, n + pad)
             items = [dem_items[k] for k in np.sort(footprints.query(shapely.box(*box), predicate="intersects"))]
             if not items:
-                rows.append(with_attributes(one, _empty_dem(one, resolution), date=date, dem_source=dem_source))
+                rows.append(with_attributes(one, _empty_dem(one, resolution), date=date, dem_source=dem_source,
+                                            split=split))
                 continue
             cube = gx.open_cube({"dem": items}, bbox=box, resolution=resolution, crs=f"EPSG:{int(one['zone_epsg'].iloc[0])}",
                                 chunks=4096, indices=False, reader=reader)
-            rows.append(with_attributes(one, cube["elevation"].compute(), date=date, dem_source=dem_source))
+            rows.append(with_attributes(one, cube["elevation"].compute(), date=date, dem_source=dem_source,
+                                        split=split))
     return gpd.GeoDataFrame(pd.concat(rows), geometry="geometry", crs="EPSG:4326")
 
 

@@ -7,12 +7,14 @@
    The driver holds this plan, never a region-sized graph.
 2. **Tiles** (:func:`glacierxr.tilework.run_tile`): one Dask task per tile that builds and
    computes the tile's own small graph on its worker (cube -> predict -> Zarr of the core ->
-   polygons -> attributes of the glaciers the tile holds whole). At most ``max_in_flight``
+   polygons -> the ice masses it holds whole, split into glaciers at their ice divides on the
+   tile's DEM (:mod:`glacierxr.divides`) -> their attributes). At most ``max_in_flight``
    tiles are submitted at a time; on the threaded scheduler tiles run one after the other.
 3. **Merge** (:mod:`glacierxr.merge`): pieces of glaciers cut by tile borders or zone lines are
-   joined, and their attributes computed from small DEM cubes, in parallel.
+   joined, then split and measured on small DEM cubes on the same grid, in parallel.
 4. **Outputs** in ``out``: ``outlines.parquet`` / ``outlines.gpkg`` (one polygon per glacier,
-   EPSG:4326 as in RGI, with the RGI-style attributes), ``inventory.csv``, ``quicklook.png``,
+   EPSG:4326 as in RGI, with the RGI-style attributes and the ``complex_id`` of its ice mass),
+   ``complexes.parquet`` (the ice masses, RGI7C-like), ``inventory.csv``, ``quicklook.png``,
    ``tiles/`` (per tile: ``probability.zarr`` of its core, ``glaciers.parquet``,
    ``pieces.parquet`` and the ledger entry ``done.json``; ``tiles/collection.json`` +
    ``items.ndjson`` catalogue them as STAC, :func:`open_mosaic` opens one mosaic per zone),
@@ -304,7 +306,7 @@ def _run_tiles(jobs: list, client, progress: _Progress, km2: dict[str, float], m
     return entries
 
 
-def _merged_attributes(merged, plan, client, *, date, dem_source, reader, batch: int = 64):
+def _merged_attributes(merged, plan, client, *, date, dem_source, reader, split: bool, batch: int = 64):
     """Attributes of the merged glaciers, in batches: on the cluster when there is one."""
     import geopandas as gpd
     import pandas as pd
@@ -315,7 +317,7 @@ def _merged_attributes(merged, plan, client, *, date, dem_source, reader, batch:
     if not len(merged):
         return merged
     parts = [merged.iloc[i : i + batch] for i in range(0, len(merged), batch)]
-    kwargs = dict(resolution=plan.resolution, date=date, dem_source=dem_source, reader=reader)
+    kwargs = dict(resolution=plan.resolution, date=date, dem_source=dem_source, reader=reader, split=split)
     if client is None:
         done = [attributes_of(p, dem, **kwargs) for p in parts]
     else:
@@ -425,6 +427,7 @@ def run_inventory(
     overlap: int = 64,
     max_cloud: float | None = None,
     min_area_km2: float = 0.05,
+    split: bool = True,
     max_in_flight: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -471,7 +474,12 @@ def run_inventory(
     max_cloud
         Maximum scene cloud cover (percent).
     min_area_km2
-        Smallest glacier kept (geodesic area).
+        Smallest ice mass kept (geodesic area).
+    split
+        Split the ice masses into glaciers at their ice divides on the DEM
+        (:func:`glacierxr.divides.split_glaciers`): ``outlines.parquet`` then lists glaciers
+        (RGI7G-like, with ``complex_id``) and ``complexes.parquet`` the ice masses (RGI7C-like).
+        Without it both list the ice masses.
     max_in_flight
         Tiles submitted to the cluster at a time (default: twice the worker threads); bounds
         the driver's and the scheduler's memory whatever the size of the AOI.
@@ -529,7 +537,7 @@ def run_inventory(
         "stac": stac, "aoi": aoi_value, "buffer_km": float(buffer_km), "datetime": datetime, "model": the_model.arch,
         "model_checksum": model_token(the_model), "tile_km": float(tile_km), "margin_km": float(margin_km),
         "resolution": float(resolution), "chunk": chunk, "window": window, "overlap": overlap,
-        "max_cloud": max_cloud, "min_area_km2": min_area_km2,
+        "max_cloud": max_cloud, "min_area_km2": min_area_km2, "split": bool(split),
     }
     validate_datetime(datetime)
     _check_options(the_model, chunk=chunk, window=window, overlap=overlap, max_cloud=max_cloud,
@@ -559,7 +567,7 @@ def run_inventory(
     dem_source = _dem_source(plan.items)
     jobs = [TileJob(tp.tile, plan.items_for(tp), handle, str(out), window=window, overlap=overlap, chunk=chunk,
                     min_area_km2=min_area_km2, date=date, dem_source=dem_source, reader=reader,
-                    preview_px=256 if quicklook else 0) for tp in plan.tiles]
+                    preview_px=256 if quicklook else 0, split=bool(split)) for tp in plan.tiles]
     km2 = {tp.tile.id: tp.km2 for tp in plan.tiles}
     done = {j.tile.id for j in jobs if (tile_dir(out, j.tile.id) / "done.json").exists()}
     entries = {i: json.loads((tile_dir(out, i) / "done.json").read_text()) for i in sorted(done)}
@@ -578,7 +586,8 @@ def run_inventory(
         merged = merge_pieces(out, [tp.tile for tp in plan.tiles], min_area_km2=min_area_km2, min_hole_km2=0.01)
         timings["merge_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        merged = _merged_attributes(merged, plan, client, date=date, dem_source=dem_source, reader=reader)
+        merged = _merged_attributes(merged, plan, client, date=date, dem_source=dem_source, reader=reader,
+                                    split=bool(split))
         timings["merge_attributes_s"] = time.perf_counter() - t
     whole = [gpd.read_parquet(tile_dir(out, i) / "glaciers.parquet") for i in sorted(entries)]
     whole = [w for w in whole if len(w)]
@@ -588,11 +597,13 @@ def run_inventory(
         inv = _final_order(inv.drop(columns=["zone_epsg"], errors="ignore"))
     else:
         inv = gpd.GeoDataFrame({"area_km2": []}, geometry=[], crs="EPSG:4326")
+    complexes = _complexes(inv)
     import glacierxr as gx
 
     t = time.perf_counter()
     for name in ("outlines.parquet", "outlines.gpkg"):  # the driver follows the suffix
         _atomic(out / name, lambda p: gx.write_inventory(inv, p))
+    _atomic(out / "complexes.parquet", lambda p: complexes.to_parquet(p))
     _atomic(out / "inventory.csv", lambda p: pd.DataFrame(inv.drop(columns="geometry")).to_csv(p, index=False))
     _tile_catalog(out, plan, entries)
     if quicklook:
@@ -610,18 +621,32 @@ def run_inventory(
         "km2_per_s": plan.km2 / timings["total_s"],
         "tiles_km2_per_s": sum(km2[j.tile.id] for j in todo) / tiles_s if todo and tiles_s > 0 else None,
         "glaciers": len(inv),
+        "complexes": len(complexes),
         "merged_glaciers": int(len(merged)),
         "glacier_area_km2": float(inv["area_km2"].sum()) if len(inv) else 0.0,
         "timings_s": timings,
-        "outputs": ["tiles/", "outlines.parquet", "outlines.gpkg", "inventory.csv",
+        "outputs": ["tiles/", "outlines.parquet", "outlines.gpkg", "complexes.parquet", "inventory.csv",
                     *(["quicklook.png"] if quicklook else []), "manifest.json"],
     }
     _atomic(out / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
     shutil.rmtree(out / ".partial", ignore_errors=True)
-    say(f"inventory  {len(inv)} glaciers ({len(merged)} through the merge: cut by a tile edge or zone line), "
+    say(f"inventory  {len(inv)} glaciers in {len(complexes)} ice complexes ({len(merged)} through the merge: "
+        "cut by a tile edge or zone line), "
         f"{manifest['glacier_area_km2']:.2f} km² "
         f"-> {out}")
     return manifest
+
+
+def _complexes(inv):
+    """``complexes.parquet``: the ice masses of the glaciers, largest first (RGI7C-like)."""
+    from glacierxr.divides import complexes_of
+
+    if "complex_id" not in inv:  # not split: every glacier is its own complex
+        inv = inv.assign(complex_id=inv["glac_id"] if "glac_id" in inv else np.arange(len(inv)).astype(str))
+    cx = complexes_of(inv)
+    if len(cx) and "area_km2" in cx:
+        cx = cx.sort_values(["area_km2", "complex_id"], ascending=[False, True], kind="mergesort")
+    return cx.reset_index(drop=True)
 
 
 def plan_date(plan) -> str | None:

@@ -65,6 +65,8 @@ class TileJob:
     reader: type | None = None
     preview_px: int = 256
     """Side of the tile's true-colour preview for the AOI's quicklook (0: none)."""
+    split: bool = True
+    """Split ice complexes into glaciers at ice divides (:func:`glacierxr.divides.split_glaciers`)."""
 
 
 def _write_preview(path: Path, job: TileJob) -> None:
@@ -292,7 +294,8 @@ def _run(job: TileJob, folder: Path) -> dict:
     whole = finish_glaciers(geoms_px[~edge], sums[~edge], counts[~edge], epsg=tile.epsg, resolution=res,
                             min_area_km2=job.min_area_km2, min_hole_km2=job.min_hole_km2)
     if len(whole):
-        whole = with_attributes(whole, cube["elevation"].compute(), date=job.date, dem_source=job.dem_source)
+        whole = with_attributes(whole, cube["elevation"].compute(), date=job.date, dem_source=job.dem_source,
+                                split=job.split)
     whole["tile_id"] = tile.id
     write_atomic(folder / "glaciers.parquet", lambda p: gpd.GeoDataFrame(whole, geometry="geometry").to_parquet(p))
     timings["inventory_s"] = time.perf_counter() - t
@@ -305,10 +308,18 @@ def _run(job: TileJob, folder: Path) -> dict:
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}
 
 
-def with_attributes(glaciers, dem, *, date: str | None, dem_source: str | None):
-    """RGI-style attributes from ``dem``, keeping the polygons' mean probability from the tile's pixels."""
+def with_attributes(glaciers, dem, *, date: str | None, dem_source: str | None, split: bool = False):
+    """RGI-style attributes from ``dem``, keeping the polygons' mean probability from the tile's pixels.
+
+    With ``split`` the ice complexes are first split into glaciers at their ice divides on the
+    same DEM; every glacier keeps its complex's mean probability and gets its ``complex_id``.
+    """
     from glacierxr.inventory import inventory
 
+    if split:
+        from glacierxr.divides import split_glaciers
+
+        glaciers = split_glaciers(glaciers, dem)
     mean = glaciers["mean_probability"].to_numpy()
     out = inventory(glaciers.drop(columns="mean_probability"), dem, date=date, dem_source=dem_source)
     out["mean_probability"] = mean

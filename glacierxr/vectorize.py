@@ -198,6 +198,7 @@ def outlines(
     simplify: float | None = None,
     min_hole_km2: float = 0.01,
     labels: bool = False,
+    dem: xr.DataArray | None = None,
 ) -> gpd.GeoDataFrame:
     """Glacier polygons of a probability raster, a 0/1 mask or an integer label raster.
 
@@ -216,6 +217,10 @@ def outlines(
         Fill holes (nunataks) smaller than this; 0 keeps every hole.
     labels
         Treat the raster as integer glacier ids: one glacier per positive value.
+    dem
+        Split the connected ice masses into glaciers at their ice divides on this DEM
+        (:func:`glacierxr.divides.split_glaciers`); each row then has the ``complex_id`` of its
+        mass and the mass's ``mean_probability``. ``min_area_km2`` applies to the masses.
 
     Returns
     -------
@@ -280,6 +285,11 @@ def outlines(
     gdf["geometry"] = gdf.geometry.make_valid()
     gdf["area_km2"] = _metric_area_km2(gdf)
     gdf = gdf[gdf["area_km2"] >= min_area_km2]
+    if dem is not None and len(gdf):
+        from glacierxr.divides import split_glaciers
+
+        gdf = split_glaciers(gdf.drop(columns="area_km2"), dem)
+        gdf["area_km2"] = _metric_area_km2(gdf)
     gdf = gdf.assign(_x=gdf.geometry.bounds.minx, _y=gdf.geometry.bounds.maxy)
     gdf = gdf.sort_values(["area_km2", "_y", "_x"], ascending=[False, False, True]).drop(columns=["_x", "_y"])
     return gdf.reset_index(drop=True)
