@@ -139,7 +139,8 @@ class Region:
     stac_dir: Path
     """Folder with one ``<collection>/collection.json`` + ``items.ndjson`` per collection."""
     truth_path: Path
-    """GeoPackage of the true glacier outlines (layer ``glaciers``)."""
+    """GeoPackage of the true glacier outlines (layer ``glaciers``), split at ice divides with
+    ``terrain="range"``; each has the ``complex_id`` of its ice mass."""
     collections: dict[str, list[str]] = field(default_factory=dict)
     """Item ids per collection id."""
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -158,6 +159,11 @@ class Region:
     """The Sentinel-2 tile layout (one tile, the master grid, with ``tiling="single"``)."""
     truth_crs: str | None = None
     """CRS of :attr:`truth_path`: ``'EPSG:4326'`` with ``tiling="mgrs"``, :attr:`crs` otherwise."""
+
+    @property
+    def complexes_path(self) -> Path:
+        """GeoPackage of the true ice masses (RGI7C-like: connected ice), beside :attr:`truth_path`."""
+        return self.truth_path.with_name("complexes.gpkg")
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -688,6 +694,7 @@ def make_region(
     name: str | None = None,
     tiling: str = "auto",
     s2_tile_px: int | None = None,
+    terrain: str = "range",
 ) -> Region:
     """Write a seeded synthetic glaciated region as COGs + STAC and return where it lies.
 
@@ -713,7 +720,8 @@ def make_region(
     cloud_cover
         Cloud fraction per date (cycled when shorter than ``dates``).
     ela
-        Equilibrium-line altitude in metres; by default 60 % up the elevation range.
+        Equilibrium-line altitude in metres; by default the 42 % elevation quantile for
+        ``terrain="range"`` and the 70 % quantile for ``"massif"``.
     name
         Item-id prefix; ``f"synth{seed}"`` by default.
     tiling
@@ -728,6 +736,12 @@ def make_region(
         Side of the square Sentinel-2 tiles in 10 m pixels for ``tiling="mgrs"`` (even, at least
         64); tiles sit on a grid of 0.9 times that, so neighbours overlap by ~10 % like the real
         109.8 km tiles on their 100 km grid. By default 0.6 of the region's longer side.
+    terrain
+        ``"range"`` (default): a mountain range of crest, spurs and valleys with valley, cirque
+        and hanging glaciers, split into glaciers at their ice divides in the truth
+        (:mod:`glacierxr.ranges`). ``"massif"``: the older single massif of fractal terrain,
+        whose truth glaciers are its connected ice masses (kept for the tests and benchmarks
+        whose numbers were measured on it).
 
     Returns
     -------
@@ -753,6 +767,8 @@ def make_region(
         raise GridError(f"shape={shape} must be two even sizes of at least 64 pixels, e.g. (1024, 1024).")
     if dates < 1:
         raise GridError(f"dates={dates} must be at least 1.")
+    if terrain not in ("range", "massif"):
+        raise GridError(f"terrain={terrain!r} is not supported; use 'range' or 'massif'.")
     if tiling not in ("auto", "single", "mgrs"):
         raise GridError(f"tiling={tiling!r} is not supported; use 'auto', 'single' or 'mgrs'.")
     if s2_tile_px is not None and not (
@@ -778,10 +794,20 @@ def make_region(
     tile_px = int(s2_tile_px) if s2_tile_px is not None else max(64, 2 * round(0.3 * max(h, w)))
 
     # --- static world
-    z = _terrain(rng, (h, w))
-    ela = float(ela if ela is not None else np.quantile(z, 0.7))
+    if terrain == "range":
+        from glacierxr.ranges import glacier_entities, range_terrain
+
+        z, catchments = range_terrain(rng, (h, w), res)
+    else:
+        z, catchments = _terrain(rng, (h, w)), None
+    ela = float(ela if ela is not None else np.quantile(z, 0.42 if terrain == "range" else 0.7))
     slope, _ = _slope_aspect(z, res)
     ice, debris = _glaciers(rng, z, res, ela)
+    if catchments is None:
+        complexes = ndimage.label(ice, structure=np.ones((3, 3)))[0]
+        entities = complexes
+    else:
+        entities, complexes = glacier_entities(ice, catchments)
     water = _lakes(rng, z, ice)
     lake_labels, n_lakes = ndimage.label(water)
     for lab in range(1, n_lakes + 1):
@@ -958,8 +984,9 @@ def make_region(
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth_path = truth_dir / "glaciers.gpkg"
     truth_crs = "EPSG:4326" if mode == "mgrs" else crs_str
-    _write_outlines(truth_path, ice, debris, z, t10, crs_str, out_crs=truth_crs, zones=zones if mode == "mgrs" else None)
-    np.savez_compressed(truth_dir / "masks.npz", glacier=ice, debris=debris, water=water)
+    _write_outlines(truth_path, entities, complexes, debris, z, t10, crs_str, out_crs=truth_crs,
+                    zones=zones if mode == "mgrs" else None)
+    np.savez_compressed(truth_dir / "masks.npz", glacier=ice, debris=debris, water=water, glacier_id=entities)
 
     first, last = times[0].date(), (times[-1] + dt.timedelta(days=2)).date()
     arrays = {"reflectance": refl, "b11": b11, "scl": scl, "vv": vv, "vh": vh, "elevation": z.astype(np.float32),
@@ -974,42 +1001,60 @@ def make_region(
 
 
 def _write_outlines(
-    path: Path, ice: np.ndarray, debris: np.ndarray, z: np.ndarray, transform: Affine, crs: str,
-    *, out_crs: str | None = None, zones: list[str] | None = None,
+    path: Path, glaciers: np.ndarray, complexes: np.ndarray, debris: np.ndarray, z: np.ndarray,
+    transform: Affine, crs: str, *, out_crs: str | None = None, zones: list[str] | None = None,
 ) -> None:
-    """Polygonise the glacier mask (nunataks as holes) into a GeoPackage with simple attributes.
+    """Polygonise the truth (nunataks as holes) into a GeoPackage with simple attributes.
 
-    Areas are measured on the master grid (``crs``); the outlines are then written in
-    ``out_crs``. With ``zones`` (EPSG codes of UTM zones) each glacier gets a ``zones`` column
-    naming the zones it lies in, comma-separated (two for a glacier across a zone boundary).
+    ``path``: one row per glacier entity (label of ``glaciers``) with its ``complex_id``;
+    ``complexes.gpkg`` beside it: one row per connected ice mass. Areas are measured on the
+    master grid (``crs``); the outlines are then written in ``out_crs``. With ``zones`` (EPSG
+    codes of UTM zones) each glacier gets a ``zones`` column naming the zones it lies in,
+    comma-separated (two for a glacier across a zone boundary).
     """
     import geopandas as gpd
+    import shapely
     from rasterio import features
     from shapely.geometry import shape as to_shape
 
-    labels, n = ndimage.label(ice, structure=np.ones((3, 3)))
-    geoms, rows = [], []
-    for geom, value in features.shapes(labels.astype(np.int32), mask=ice, transform=transform, connectivity=8):
-        lab = int(value)
-        sel = labels == lab
-        geoms.append(to_shape(geom))
-        rows.append({
-            "glac_id": f"G{lab:04d}", "debris_frac": float(debris[sel].mean()),
-            "zmin_m": float(z[sel].min()), "zmax_m": float(z[sel].max()),
-        })
-    gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
-    if len(gdf):
-        gdf = gdf.dissolve(by="glac_id", aggfunc="first").reset_index()
-    gdf["area_km2"] = gdf.geometry.area / 1e6
-    if out_crs is not None and CRS.from_user_input(out_crs) != CRS.from_user_input(crs):
-        gdf = gdf.to_crs(out_crs)
-    if zones is not None:
-        from shapely.geometry import box
+    def polygons(labels: np.ndarray) -> gpd.GeoDataFrame:
+        parts: dict[int, list] = {}
+        for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
+                                           connectivity=8):
+            parts.setdefault(int(value), []).append(to_shape(geom))
+        ids = np.array(sorted(parts), dtype=np.int64)
+        geoms = [p[0] if len(p) == 1 else shapely.union_all(p) for p in (parts[i] for i in ids)]
+        return gpd.GeoDataFrame({"label": ids}, geometry=geoms, crs=crs)
 
-        ll = gdf.to_crs("EPSG:4326").geometry
-        strips = {code: box(west, -90, east, 90) for code, (west, east) in
-                  ((c, _zone_lon_range(c)) for c in zones)}
-        gdf["zones"] = [",".join(c for c, strip in strips.items() if g.intersects(strip)) for g in ll]
-    if path.exists():
-        path.unlink()
-    gdf.to_file(path, layer="glaciers", driver="GPKG")
+    def finish(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        gdf["area_km2"] = gdf.geometry.area / 1e6
+        if out_crs is not None and CRS.from_user_input(out_crs) != CRS.from_user_input(crs):
+            gdf = gdf.to_crs(out_crs)
+        if zones is not None:
+            from shapely.geometry import box
+
+            ll = gdf.to_crs("EPSG:4326").geometry
+            strips = {code: box(west, -90, east, 90) for code, (west, east) in
+                      ((c, _zone_lon_range(c)) for c in zones)}
+            gdf["zones"] = [",".join(c for c, strip in strips.items() if g.intersects(strip)) for g in ll]
+        return gdf.drop(columns="label")
+
+    gl = polygons(glaciers)
+    idx = gl["label"].to_numpy()
+    of_complex = ndimage.maximum(complexes, glaciers, idx) if len(idx) else np.zeros(0)
+    gl.insert(0, "glac_id", [f"G{i:04d}" for i in idx])
+    gl.insert(1, "complex_id", [f"C{int(c):04d}" for c in of_complex])
+    if len(idx):
+        gl["debris_frac"] = ndimage.mean(debris, glaciers, idx)
+        gl["zmin_m"] = ndimage.minimum(z, glaciers, idx)
+        gl["zmax_m"] = ndimage.maximum(z, glaciers, idx)
+    else:
+        gl["debris_frac"] = gl["zmin_m"] = gl["zmax_m"] = np.zeros(0)
+    cx = polygons(complexes)
+    cx.insert(0, "complex_id", [f"C{i:04d}" for i in cx["label"]])
+    counts = np.bincount(np.asarray(of_complex, dtype=np.int64), minlength=int(complexes.max()) + 1)
+    cx.insert(1, "n_glaciers", counts[cx["label"].to_numpy()])
+    for frame, where in ((gl, path), (cx, path.with_name("complexes.gpkg"))):
+        if where.exists():
+            where.unlink()
+        finish(frame).to_file(where, layer=where.stem, driver="GPKG")
