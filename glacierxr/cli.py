@@ -224,13 +224,37 @@ def demo(out_dir: Path, size: int, seed: int, center: tuple[float, float], tile_
         for name, folder in runs:
             for epsg, prob in open_mosaic(folder).items():  # scored on each zone's grid
                 _report_accuracy(gx.evaluate(prob, truth), f"{name:<17} EPSG:{epsg}")
+        _report_glaciers(run, truth, region.complexes_path)
     else:
         click.echo("accuracy   the region has no true glacier to score against")
     click.echo("outputs    " + "\n           ".join(str(run / n) for n in (
-        "outlines.parquet", "outlines.gpkg", "inventory.csv", "quicklook.png", "manifest.json",
+        "outlines.parquet", "outlines.gpkg", "complexes.parquet", "inventory.csv", "quicklook.png", "manifest.json",
         "tiles/ (per tile: probability.zarr, glaciers, ledger; tiles/collection.json catalogues them)")))
     click.echo(f"           true outlines {region.truth_path}; STAC {region.stac_dir}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _report_glaciers(run: Path, truth, truth_complexes: Path, min_km2: float = 0.05) -> None:
+    """The run's glaciers and ice complexes against the true ones: counts, areas, per-glacier IoU."""
+    import geopandas as gpd
+
+    import glacierxr as gx
+
+    ours = gpd.read_parquet(run / "outlines.parquet")
+    ours_cx = gpd.read_parquet(run / "complexes.parquet")
+    truth = truth[truth["area_km2"] >= min_km2]
+    truth_cx = gpd.read_file(truth_complexes)
+    truth_cx = truth_cx[truth_cx["area_km2"] >= min_km2]
+    click.echo(f"glaciers   ours {len(ours)} in {len(ours_cx)} ice complexes, {ours['area_km2'].sum():.2f} km²; "
+               f"truth {len(truth)} in {len(truth_cx)} complexes, {truth['area_km2'].sum():.2f} km² "
+               f"(>= {min_km2:g} km²)")
+    if len(ours):
+        per, _ = gx.compare_inventories(ours, truth)
+        big = per["area_ref_km2"] > 1
+        click.echo(f"           per true glacier: IoU median {per['iou'].median():.3f} (> 1 km²: "
+                   f"{per.loc[big, 'iou'].median():.3f}), area error median {per['area_change_pct'].median():+.1f} %")
+        largest = lambda a: " ".join(f"{v:.2f}" for v in sorted(a, reverse=True)[:6])  # noqa: E731
+        click.echo(f"           largest km²: ours {largest(ours['area_km2'])} | truth {largest(truth['area_km2'])}")
 
 
 def _report_accuracy(scores: dict, where: str = "") -> None:

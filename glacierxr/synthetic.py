@@ -48,7 +48,7 @@ from scipy import ndimage
 from glacierxr.errors import GridError
 from glacierxr.geo import bounds_of, lonlat_of, utm_crs, xy_of
 
-__all__ = ["Region", "S2Tile", "make_region", "CLASSES", "S2_BANDS", "REFLECTANCE", "BACKSCATTER_DB"]
+__all__ = ["Region", "S2Tile", "make_region", "world", "CLASSES", "S2_BANDS", "REFLECTANCE", "BACKSCATTER_DB"]
 
 #: Surface classes of the synthetic world.
 CLASSES = ("rock", "vegetation", "water", "snow", "firn", "ice", "debris", "cloud", "shadow")
@@ -321,9 +321,15 @@ def _lakes(rng: np.random.Generator, z: np.ndarray, ice: np.ndarray) -> np.ndarr
     sizes = ndimage.sum(ice, labels, np.arange(1, n + 1))
     yy, xx = np.mgrid[0:h, 0:w]
     gy, gx = np.gradient(ndimage.gaussian_filter(z, 6))
-    for lab in 1 + np.argsort(sizes)[::-1][: rng.integers(1, 4)]:
+    wanted, made = rng.integers(1, 4), 0
+    for lab in 1 + np.argsort(sizes)[::-1]:
         cells = np.flatnonzero((labels == lab).ravel())
         r, c = divmod(int(cells[np.argmin(z.ravel()[cells])]), w)
+        if min(r, c, h - 1 - r, w - 1 - c) < 60:  # a terminus at the region's edge: its lake lies outside
+            continue
+        made += 1
+        if made > wanted:
+            break
         g = np.hypot(gy[r, c], gx[r, c]) + 1e-9
         radius = rng.uniform(12, 25)
         cy, cx = r - gy[r, c] / g * radius * 1.2, c - gx[r, c] / g * radius * 1.2
@@ -680,6 +686,31 @@ def _publish_mgrs(
 # ----------------------------------------------------------------------------- main entry
 
 
+def world(rng: np.random.Generator, shape: tuple[int, int], res: float = 10.0, *, terrain: str = "range",
+          ela: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The static world of :func:`make_region`: terrain, ice, debris and the truth's entities.
+
+    Returns
+    -------
+    z, ice, debris, glaciers, complexes, ela
+        Elevation (m), glacier and debris masks, truth glacier and complex labels (int32, 0: no
+        ice) and the equilibrium-line altitude used.
+    """
+    if terrain == "range":
+        from glacierxr.ranges import glacier_entities, range_terrain
+
+        z, catchments = range_terrain(rng, shape, res)
+    else:
+        z, catchments = _terrain(rng, shape), None
+    ela = float(ela if ela is not None else np.quantile(z, 0.42 if terrain == "range" else 0.7))
+    ice, debris = _glaciers(rng, z, res, ela)
+    if catchments is None:
+        complexes = ndimage.label(ice, structure=np.ones((3, 3)))[0].astype(np.int32)
+        return z, ice, debris, complexes, complexes, ela
+    glaciers, complexes = glacier_entities(ice, catchments)
+    return z, ice, debris, glaciers, complexes, ela
+
+
 def make_region(
     out_dir: str | Path,
     *,
@@ -794,20 +825,8 @@ def make_region(
     tile_px = int(s2_tile_px) if s2_tile_px is not None else max(64, 2 * round(0.3 * max(h, w)))
 
     # --- static world
-    if terrain == "range":
-        from glacierxr.ranges import glacier_entities, range_terrain
-
-        z, catchments = range_terrain(rng, (h, w), res)
-    else:
-        z, catchments = _terrain(rng, (h, w)), None
-    ela = float(ela if ela is not None else np.quantile(z, 0.42 if terrain == "range" else 0.7))
+    z, ice, debris, entities, complexes, ela = world(rng, (h, w), res, terrain=terrain, ela=ela)
     slope, _ = _slope_aspect(z, res)
-    ice, debris = _glaciers(rng, z, res, ela)
-    if catchments is None:
-        complexes = ndimage.label(ice, structure=np.ones((3, 3)))[0]
-        entities = complexes
-    else:
-        entities, complexes = glacier_entities(ice, catchments)
     water = _lakes(rng, z, ice)
     lake_labels, n_lakes = ndimage.label(water)
     for lab in range(1, n_lakes + 1):
@@ -1000,6 +1019,21 @@ def make_region(
     )
 
 
+def label_polygons(labels: np.ndarray, transform: Affine, crs: str):
+    """One (Multi)Polygon per positive label of a raster (8-connected, holes kept): column ``label``."""
+    import geopandas as gpd
+    import shapely
+    from rasterio import features
+    from shapely.geometry import shape as to_shape
+
+    parts: dict[int, list] = {}
+    for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform, connectivity=8):
+        parts.setdefault(int(value), []).append(to_shape(geom))
+    ids = np.array(sorted(parts), dtype=np.int64)
+    geoms = [p[0] if len(p) == 1 else shapely.union_all(p) for p in (parts[i] for i in ids)]
+    return gpd.GeoDataFrame({"label": ids}, geometry=geoms, crs=crs)
+
+
 def _write_outlines(
     path: Path, glaciers: np.ndarray, complexes: np.ndarray, debris: np.ndarray, z: np.ndarray,
     transform: Affine, crs: str, *, out_crs: str | None = None, zones: list[str] | None = None,
@@ -1013,18 +1047,9 @@ def _write_outlines(
     comma-separated (two for a glacier across a zone boundary).
     """
     import geopandas as gpd
-    import shapely
-    from rasterio import features
-    from shapely.geometry import shape as to_shape
 
     def polygons(labels: np.ndarray) -> gpd.GeoDataFrame:
-        parts: dict[int, list] = {}
-        for geom, value in features.shapes(labels.astype(np.int32), mask=labels > 0, transform=transform,
-                                           connectivity=8):
-            parts.setdefault(int(value), []).append(to_shape(geom))
-        ids = np.array(sorted(parts), dtype=np.int64)
-        geoms = [p[0] if len(p) == 1 else shapely.union_all(p) for p in (parts[i] for i in ids)]
-        return gpd.GeoDataFrame({"label": ids}, geometry=geoms, crs=crs)
+        return label_polygons(labels, transform, crs)
 
     def finish(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         gdf["area_km2"] = gdf.geometry.area / 1e6

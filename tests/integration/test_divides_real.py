@@ -28,6 +28,7 @@ import pytest
 import rioxarray
 import shapely
 
+import glacierxr as gx
 from glacierxr.divides import split_glaciers
 
 pytestmark = pytest.mark.real
@@ -45,14 +46,8 @@ def complexes_of_rgi(glaciers):
 
 
 def scores(ours, reference):
-    ours, reference = ours.to_crs(32632), reference.to_crs(32632)
-    iou, area = [], []
-    for g in reference.geometry:
-        inter = ours.geometry.intersection(g).area.to_numpy()
-        j = int(np.argmax(inter))
-        iou.append(inter[j] / ours.geometry.iloc[j].union(g).area)
-        area.append(g.area / 1e6)
-    return np.array(iou), np.array(area)
+    per, _ = gx.compare_inventories(ours, reference)
+    return per["iou"].to_numpy(), per["area_ref_km2"].to_numpy()
 
 
 @pytest.mark.parametrize(("path", "n_complexes", "median_big", "worst_big"), [

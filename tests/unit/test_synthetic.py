@@ -189,3 +189,49 @@ def test_mgrs_tiling_can_be_asked_for_inside_one_zone(tmp_path):
 def test_bad_tiling_options_are_refused(tmp_path, kwargs, match):
     with pytest.raises(GridError, match=match):
         make_region(tmp_path, shape=(96, 96), dates=1, **kwargs)
+
+
+def test_the_range_truth_lists_glaciers_split_at_ice_divides_and_their_complexes(demo_region):
+    glaciers = gpd.read_file(demo_region.truth_path)
+    complexes = gpd.read_file(demo_region.complexes_path)
+    assert len(glaciers) > len(complexes) >= 5
+    assert set(glaciers["complex_id"]) == set(complexes["complex_id"])
+    per_complex = glaciers.groupby("complex_id").size()
+    assert (per_complex >= 2).sum() >= 2  # ice masses that span a divide
+    assert (complexes.set_index("complex_id")["n_glaciers"] == per_complex).all()
+    assert glaciers["area_km2"].sum() == pytest.approx(complexes["area_km2"].sum(), rel=1e-9)
+    area = glaciers["area_km2"]
+    assert area.max() > 1.0 and (area < 0.5).sum() >= 10  # valley glaciers and small cirque/hanging ones
+    a = demo_region.arrays
+    z, ice, debris = a["elevation"], a["glacier"], a["debris"]
+    assert np.median(z[debris]) < np.median(z[ice])  # debris on the tongues
+
+
+def test_massif_terrain_keeps_the_old_world(tmp_path):
+    r = make_region(tmp_path, seed=3, shape=(256, 256), dates=1, terrain="massif")
+    glaciers = gpd.read_file(r.truth_path)
+    assert len(glaciers) >= 1
+    assert list(glaciers["glac_id"]) == list(glaciers["complex_id"].str.replace("C", "G"))
+    with pytest.raises(GridError, match="terrain"):
+        make_region(tmp_path / "x", shape=(64, 64), terrain="alps")
+
+
+def test_glacier_entities_split_connected_ice_at_catchment_borders():
+    from glacierxr.ranges import glacier_entities
+
+    ice = np.zeros((40, 60), bool)
+    ice[10:30, 5:55] = True
+    catchments = np.where(np.arange(60) < 30, 1, 2)[None].repeat(40, 0)
+    catchments[10:12, 40:45] = 1  # a 10-pixel sliver of catchment 1 inside 2's ice
+    glaciers, complexes = glacier_entities(ice, catchments, min_px=20)
+    assert complexes.max() == 1 and glaciers.max() == 2
+    assert (glaciers[10:12, 40:45] == glaciers[20, 50]).all()  # the sliver joined its neighbour
+    assert (glaciers[ice] > 0).all() and (glaciers[~ice] == 0).all()
+
+
+def test_size_stats_match_their_definition():
+    from glacierxr.ranges import size_stats
+
+    s = size_stats(np.array([0.1, 0.2, 0.3, 0.4, 10.0]), region_km2=50.0)
+    assert s["n"] == 5 and s["per_100km2"] == 10.0 and s["glacierised"] == pytest.approx(0.22)
+    assert s["q50"] == pytest.approx(0.3)
