@@ -2,6 +2,7 @@
 
     python benchmarks/bench_inventory.py [--size 4096] [--model band-ratio|PATH] [--workers 1,2]
     python benchmarks/bench_inventory.py --mode glaciers [--glaciers 3000] [--repeat 3]
+    python benchmarks/bench_inventory.py --mode split [--glaciers 3000] [--repeat 3]
 
 ``--mode pipeline`` (default) writes (or reuses) the seeded region of bench_cube.py, serves it
 with the local STAC API and runs search -> cube -> predict -> Zarr -> outlines -> inventory ->
@@ -15,6 +16,10 @@ batched path (what ``inventory`` does for in-memory inputs) and of the one-glaci
 path it replaced, both in wall and in CPU time (CPU time is steadier on a shared machine), the
 best of ``--repeat`` runs, interleaved, and the ratio; it also checks the two give identical
 attributes. Compare ratios: the machine is shared.
+
+``--mode split`` times a tile's attribute step with the ice-divide split on (what a regional run
+does by default: :func:`glacierxr.divides.split_glaciers`, then the inventory of the glaciers)
+and off, on the same tile: glaciers/s out, ice masses/s in, and the CPU cost ratio.
 """
 
 from __future__ import annotations
@@ -26,6 +31,33 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+
+def bench_split(n: int, repeat: int) -> None:
+    """glaciers/s of a tile's attribute step with the ice-divide split on (split + inventory) and off."""
+    from glacierxr.divides import split_glaciers
+    from glacierxr.inventory import inventory
+    from glacierxr.testing.glaciers import many_glaciers
+
+    outlines, dem, _ = many_glaciers(n)
+    best: dict[str, tuple[float, float]] = {}
+    rows = {}
+    for _ in range(repeat):
+        for mode in ("off", "on"):
+            w0, c0 = time.perf_counter(), time.process_time()
+            rows[mode] = inventory(outlines, dem, split=mode == "on")
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            b = best.get(mode, (float("inf"), float("inf")))
+            best[mode] = (min(b[0], wall), min(b[1], cpu))
+    w0 = time.perf_counter()
+    split_glaciers(outlines, dem)
+    split_s = time.perf_counter() - w0
+    for mode in ("off", "on"):
+        wall, cpu = best[mode]
+        out = len(rows[mode])
+        print(f"split {mode:3s}: {n} ice masses -> {out} glaciers; {out / wall:6.0f} glaciers/s wall, "
+              f"{out / cpu:6.0f} glaciers/s CPU, {n / cpu:6.0f} masses/s CPU ({wall:.2f} s wall, best of {repeat})")
+    print(f"the split alone: {split_s:.2f} s; cost of the split: {best['on'][1] / best['off'][1]:.2f}x CPU per tile")
 
 
 def bench_glaciers(n: int, repeat: int) -> None:
@@ -60,7 +92,7 @@ def bench_glaciers(n: int, repeat: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("pipeline", "glaciers"), default="pipeline")
+    p.add_argument("--mode", choices=("pipeline", "glaciers", "split"), default="pipeline")
     p.add_argument("--glaciers", type=int, default=3000, help="--mode glaciers: number of glaciers")
     p.add_argument("--repeat", type=int, default=3, help="--mode glaciers: runs of each path (best is kept)")
     p.add_argument("--size", type=int, default=4096)
@@ -74,6 +106,8 @@ def main() -> None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GDAL_NUM_THREADS"):
             os.environ.setdefault(var, "1")  # one thread, like a single-threaded tile worker
         bench_glaciers(args.glaciers, args.repeat)
+    elif args.mode == "split":
+        bench_split(args.glaciers, args.repeat)
         return
     from glacierxr.pipeline import run_inventory
     from glacierxr.stac_server import serve

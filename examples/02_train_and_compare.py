@@ -75,7 +75,7 @@ def region_cube(seed: int, size: int):
 
 
 train_region, train_cube = region_cube(seed=2, size=512)
-test_region, test_cube = region_cube(seed=5, size=384)
+test_region, test_cube = region_cube(seed=7, size=384)
 
 # %% [markdown]
 # ## Train

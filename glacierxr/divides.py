@@ -57,7 +57,7 @@ from scipy import ndimage as ndi
 
 from glacierxr.errors import InvalidArgumentError
 
-__all__ = ["split_glaciers", "complexes_of", "GRID_M"]
+__all__ = ["split_glaciers", "complexes_of", "complex_id", "drainage_basins", "GRID_M"]
 
 GRID_M = 30.0
 """Size of the analysis cells in metres (the DEM is averaged to whole multiples of its pixel)."""
@@ -102,8 +102,8 @@ def split_glaciers(
     -------
     geopandas.GeoDataFrame
         One row per glacier in the CRS of ``complexes``, ordered by complex, then by decreasing
-        area: the complex's other columns, ``complex_id`` (a GLIMS-style id of the complex, see
-        :func:`complexes_of`; kept when ``complexes`` already has the column) and the geometry.
+        area: the complex's other columns, ``complex_id`` (:func:`complex_id` of its centroid;
+        kept when ``complexes`` already has the column) and the geometry.
         The glaciers of a complex partition it.
 
     Raises
@@ -183,24 +183,36 @@ def complexes_of(glaciers: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+def complex_id(lon: float, lat: float) -> str:
+    """Id of an ice complex from its centroid: GLIMS-style, with 1e-5 degree (~1 m) precision.
+
+    ``C01074812E4685034N`` for (10.74812, 46.85034): a glacier's ``glac_id`` (0.001 degree, as
+    GLIMS) can be shared by two small neighbours, a complex's id must not be (the complexes of a
+    regional inventory are assembled from their glaciers by it).
+    """
+    if not (np.isfinite(lon) and np.isfinite(lat)):
+        return ""
+    east = int(round((lon % 360.0) * 1e5)) % 36_000_000
+    north = int(round(abs(lat) * 1e5))
+    return f"C{east:08d}E{north:07d}{'N' if lat >= 0 else 'S'}"
+
+
 def _complex_ids(geoms: np.ndarray, crs: Any) -> np.ndarray:
     import geopandas as gpd
 
-    from glacierxr.inventory import glims_id
-
     cen = shapely.centroid(gpd.GeoSeries(geoms, crs=crs).to_crs("EPSG:4326").to_numpy())
-    return np.array([glims_id(x, y) for x, y in zip(shapely.get_x(cen), shapely.get_y(cen), strict=True)],
+    return np.array([complex_id(x, y) for x, y in zip(shapely.get_x(cen), shapely.get_y(cen), strict=True)],
                     dtype=object)
 
 
 def _areas_km2(geoms: np.ndarray, crs: Any) -> np.ndarray:
-    import geopandas as gpd
+    from pyproj import CRS
 
     from glacierxr.tilework import geodesic_km2
 
     if not len(geoms):
         return np.zeros(0)
-    if gpd.GeoSeries(geoms[:1], crs=crs).crs.is_geographic:
+    if CRS.from_user_input(crs).is_geographic:
         return geodesic_km2(geoms)
     return shapely.area(geoms) / 1e6
 
@@ -302,6 +314,7 @@ def _split_by_dem(geoms: np.ndarray, crs: Any, dem: Any, min_area_km2: float, mi
     arr = _in_memory(r)
     areas = _areas_km2(geoms, crs)
     in_dem = gpd.GeoSeries(geoms, crs=crs).to_crs(r.crs).to_numpy()
+    back = _transformer(r.crs, crs)
     out = []
     with rasterio.Env():
         for g, g_dem, area in zip(geoms, in_dem, areas, strict=True):
@@ -311,7 +324,7 @@ def _split_by_dem(geoms: np.ndarray, crs: Any, dem: Any, min_area_km2: float, mi
             if basins is None:
                 out.append([g])
                 continue
-            cut = gpd.GeoSeries(basins, crs=r.crs).to_crs(crs).to_numpy()
+            cut = basins if back is None else [shapely.transform(b, back) for b in basins]
             parts, labels = [], []
             for lab, b in enumerate(cut):
                 for p in _polygons(shapely.intersection(g, b)):
@@ -322,6 +335,16 @@ def _split_by_dem(geoms: np.ndarray, crs: Any, dem: Any, min_area_km2: float, mi
                 continue
             out.append(_assign_parts(parts, labels, _areas_km2(np.array(parts, dtype=object), crs), min_area_km2))
     return out
+
+
+def _transformer(src: Any, dst: Any):
+    """A coordinate function for :func:`shapely.transform` from ``src`` to ``dst`` (None: same CRS)."""
+    from pyproj import CRS, Transformer
+
+    if CRS.from_user_input(src) == CRS.from_user_input(dst):
+        return None
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    return lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
 
 
 def _cell_window(r: Any, bounds: tuple[float, float, float, float], k: int, pad: int) -> tuple[int, int, int, int]:
@@ -427,6 +450,16 @@ def _find(parent: np.ndarray, x: int) -> int:
     return root
 
 
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """The root of every element of a union-find forest (vectorised pointer jumping)."""
+    roots = parent.copy()
+    while True:
+        nxt = roots[roots]
+        if np.array_equal(nxt, roots):
+            return roots
+        roots = nxt
+
+
 def drainage_basins(ice: np.ndarray, z: np.ndarray, *, min_cells: float, min_drop_m: float) -> np.ndarray:
     """Drainage basins of an ice mask on a (smoothed, void-free) elevation grid.
 
@@ -474,8 +507,7 @@ def drainage_basins(ice: np.ndarray, z: np.ndarray, *, min_cells: float, min_dro
             hi, lo = (ra, rb) if low[ra] > low[rb] else (rb, ra)
             if ss - low[hi] < min_drop_m:
                 parent[hi] = lo
-        roots = np.array([_find(parent, i) for i in range(n + 1)])
-        labels = roots[labels]
+        labels = _roots(parent)[labels]
     return _merge_small(_relabel(labels), min_cells)
 
 
@@ -519,5 +551,4 @@ def _merge_small(labels: np.ndarray, min_cells: float) -> np.ndarray:
         adj[x] = {}
         if size[y] < min_cells:
             heapq.heappush(heap, (size[y], y))
-    roots = np.array([_find(parent, i) for i in range(m + 1)])
-    return _relabel(roots[labels])
+    return _relabel(_roots(parent)[labels])

@@ -639,10 +639,10 @@ def run_inventory(
 
 def _complexes(inv):
     """``complexes.parquet``: the ice masses of the glaciers, largest first (RGI7C-like)."""
-    from glacierxr.divides import complexes_of
+    from glacierxr.divides import _complex_ids, complexes_of
 
     if "complex_id" not in inv:  # not split: every glacier is its own complex
-        inv = inv.assign(complex_id=inv["glac_id"] if "glac_id" in inv else np.arange(len(inv)).astype(str))
+        inv = inv.assign(complex_id=_complex_ids(inv.geometry.to_numpy(), inv.crs))
     cx = complexes_of(inv)
     if len(cx) and "area_km2" in cx:
         cx = cx.sort_values(["area_km2", "complex_id"], ascending=[False, True], kind="mergesort")

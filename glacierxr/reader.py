@@ -40,6 +40,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
+from stackstac.raster_spec import RasterSpec
 from stackstac.rio_env import LayeredEnv
 from stackstac.rio_reader import AutoParallelRioReader
 
@@ -52,6 +53,26 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _TOL = 1e-6
+_WARP_TOLERANCE = 1e-6
+"""Largest error (pixels) of GDAL's approximate warp transformer; GDAL's default is 0.125."""
+
+
+@dataclass
+class _ExactWarpSpec(RasterSpec):
+    """A stackstac ``RasterSpec`` whose ``WarpedVRT`` maps every pixel exactly.
+
+    GDAL's warper interpolates the coordinate transformation linearly over pieces of the output
+    grid as long as the error stays under ``tolerance`` (0.125 pixel by default), and the pieces
+    depend on the extent of that grid: the same output pixel of two production tiles' grids then
+    samples the source at points up to 0.125 pixel apart (0.8 m of elevation on a steep DEM). The
+    ice-divide split and the inventory of a glacier must not depend on which tile read its DEM, so
+    warped assets use an exact transformation (tolerance 1e-6 pixel); it costs little next to the
+    read, as the DEM is the only asset that is warped on a regional run.
+    """
+
+    @property
+    def vrt_params(self) -> dict:
+        return {**super().vrt_params, "tolerance": _WARP_TOLERANCE}
 
 
 def _plain_mask(src) -> float | None | bool:
@@ -258,6 +279,9 @@ class AlignedReader(AutoParallelRioReader):
     """
 
     def __init__(self, **kwargs) -> None:
+        spec = kwargs.get("spec")
+        if isinstance(spec, RasterSpec) and not isinstance(spec, _ExactWarpSpec):
+            kwargs["spec"] = _ExactWarpSpec(epsg=spec.epsg, bounds=spec.bounds, resolutions_xy=spec.resolutions_xy)
         super().__init__(**kwargs)
         self._align_lock = threading.Lock()
         self._aligned: tuple | None | bool = False  # False: not checked yet

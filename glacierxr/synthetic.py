@@ -4,20 +4,25 @@
 publish their data, so the rest of glacierxr reads it through exactly the code path it uses for
 Earth Search or Planetary Computer:
 
-* **Terrain.** A fractal (spectral-synthesis fBm) surface with ridged noise, lifted into a
-  massif: ridges, cirques and valleys between ~3,500 and ~6,000 m.
+* **Terrain.** By default a mountain range (:mod:`glacierxr.ranges`): a main crest with spurs
+  branching off on both sides, flat-floored valleys between them, side ridges and cirques on
+  their walls, ~3,600-6,500 m. ``terrain="massif"`` gives the older world: a fractal
+  (spectral-synthesis fBm) surface with ridged noise, lifted into one massif.
 * **Glaciers.** A linear mass-balance profile around an equilibrium-line altitude (ELA); ice is
   routed downslope with multiple-flow-direction balance fluxes, so glaciers start in the
   accumulation areas and flow down valleys until ablation uses the flux up. Steep rock stays
   bare (nunataks inside the ice); the lower tongues of large glaciers are debris-covered;
-  proglacial lakes sit in front of some termini.
+  proglacial lakes sit in front of some termini. In a range the truth lists glaciers split at
+  the ice divides the terrain was built with (connected ice within one valley's catchment), and
+  the connected ice masses beside them.
 * **Surfaces.** Per date: snow above the (rising) transient snowline, firn, clean ice, debris,
   rock, vegetation low down, lake water, seasonal snow patches outside glaciers, clouds and cloud
   shadows on some dates, a no-data tile corner on one.
 * **Sensors.** Sentinel-2 L2A surface reflectance (B02 B03 B04 B08 at 10 m, B11 at 20 m, SCL at
   20 m) as Earth Search v1 ``sentinel-2-l2a`` items; Sentinel-1 RTC linear gamma0 VV/VH with
   speckle as Planetary Computer ``sentinel-1-rtc`` items; a 1-arcsecond geographic DEM as
-  ``cop-dem-glo-30``; the true glacier outlines as a GeoPackage.
+  ``cop-dem-glo-30``; the true glacier outlines (``truth/glaciers.gpkg``) and ice masses
+  (``truth/complexes.gpkg``) as GeoPackages.
 * **Layout.** A region inside one UTM zone is written as one item per date on its own grid. A
   region across a zone boundary (or any region with ``tiling="mgrs"``) is published the way the
   archives publish it: overlapping MGRS-like Sentinel-2 tiles (``S2B_45RVL_20230801_0_L2A``) and
@@ -311,8 +316,9 @@ def _glaciers(
     return ice, debris
 
 
-def _lakes(rng: np.random.Generator, z: np.ndarray, ice: np.ndarray) -> np.ndarray:
-    """Proglacial lakes just below the termini of the largest glaciers."""
+def _lakes(rng: np.random.Generator, z: np.ndarray, ice: np.ndarray, margin: int = 0) -> np.ndarray:
+    """Proglacial lakes just below the termini of the largest glaciers (termini at least
+    ``margin`` pixels from the edge: a range's valleys run out of the region, with their lakes)."""
     h, w = z.shape
     labels, n = ndimage.label(ice)
     water = np.zeros_like(ice)
@@ -325,7 +331,7 @@ def _lakes(rng: np.random.Generator, z: np.ndarray, ice: np.ndarray) -> np.ndarr
     for lab in 1 + np.argsort(sizes)[::-1]:
         cells = np.flatnonzero((labels == lab).ravel())
         r, c = divmod(int(cells[np.argmin(z.ravel()[cells])]), w)
-        if min(r, c, h - 1 - r, w - 1 - c) < 60:  # a terminus at the region's edge: its lake lies outside
+        if min(r, c, h - 1 - r, w - 1 - c) < margin:
             continue
         made += 1
         if made > wanted:
@@ -827,7 +833,7 @@ def make_region(
     # --- static world
     z, ice, debris, entities, complexes, ela = world(rng, (h, w), res, terrain=terrain, ela=ela)
     slope, _ = _slope_aspect(z, res)
-    water = _lakes(rng, z, ice)
+    water = _lakes(rng, z, ice, margin=60 if terrain == "range" else 0)
     lake_labels, n_lakes = ndimage.label(water)
     for lab in range(1, n_lakes + 1):
         z[lake_labels == lab] = z[lake_labels == lab].min()  # lake surfaces are flat

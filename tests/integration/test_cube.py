@@ -149,4 +149,8 @@ def test_aligned_reader_equals_stackstac_warping(region, items, cube, monkeypatc
 
     monkeypatch.setattr(cube_module, "READER", AutoParallelRioReader)
     warped = gx.open_cube(items, bbox=region.bbox, chunks=128).compute()
-    xr.testing.assert_identical(warped, cube)
+    # the warped DEM differs: stackstac's WarpedVRT approximates the transformation (GDAL's
+    # 0.125 pixel tolerance), AlignedReader's is exact (glacierxr.reader._ExactWarpSpec)
+    xr.testing.assert_identical(warped.drop_vars("elevation"), cube.drop_vars("elevation"))
+    diff = np.abs(warped["elevation"] - cube["elevation"])
+    assert 0 < float(diff.max()) < 2.0 and float(diff.mean()) < 0.1

@@ -87,10 +87,18 @@ def test_glaciers_do_not_depend_on_the_tiling(region, stac_url, tmp_path):
     assert all(x.equals_exact(y, 0) for x, y in zip(a.geometry, b.geometry, strict=True))
     np.testing.assert_array_equal(a["area_km2"], b["area_km2"])
     np.testing.assert_allclose(a["zmed_m"], b["zmed_m"], atol=0.5)  # DEM warped per chunk window: ~0.1 m
-    # no seam: two glaciers never share an edge (a glacier cut in two at a border would)
+    # no seam: glaciers share edges only along the ice divides of their own complex, and two ice
+    # complexes never do (a mass cut in two at a tile border would)
     tree = __import__("shapely").STRtree(a.geometry.values)
     left, right = tree.query(a.geometry.values, predicate="intersects")
-    assert all(a.geometry[i].intersection(a.geometry[j]).length == 0 for i, j in zip(left, right) if i < j)
+    ids = a["complex_id"].to_numpy()
+    assert all(ids[i] == ids[j] for i, j in zip(left, right) if i < j and a.geometry[i].intersection(a.geometry[j]).length)
+    masses = gpd.read_parquet(tmp_path / "small" / "complexes.parquet")
+    assert len(a) > len(masses) and (masses["n_glaciers"] >= 2).any()  # split at divides, also the merged ones
+    assert masses.equals(gpd.read_parquet(tmp_path / "one" / "complexes.parquet"))
+    tree = __import__("shapely").STRtree(masses.geometry.values)
+    left, right = tree.query(masses.geometry.values, predicate="intersects")
+    assert all(masses.geometry[i].intersection(masses.geometry[j]).length == 0 for i, j in zip(left, right) if i < j)
 
 
 # ----------------------------------------------------------------------------- killed runs

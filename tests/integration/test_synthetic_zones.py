@@ -17,13 +17,15 @@ import glacierxr as gx
 from glacierxr.stac_server import serve
 from glacierxr.synthetic import make_region
 
-#: seed 0 at 512 x 768 px centred on (90.0, 28.0): 9 glaciers, 2 across lon 90 (one of ~12 km^2)
+#: seed 0 at 512 x 768 px centred on (90.0, 28.0), the older massif world (these tests are about the
+#: zone line, not the terrain): 9 glaciers, 2 across lon 90 (one of ~12 km^2)
 SEED, SHAPE, CENTER = 0, (512, 768), (90.0, 28.0)
 
 
 @pytest.fixture(scope="module")
 def zone_region(tmp_path_factory):
-    return make_region(tmp_path_factory.mktemp("zones"), seed=SEED, shape=SHAPE, center=CENTER, dates=2)
+    return make_region(tmp_path_factory.mktemp("zones"), seed=SEED, shape=SHAPE, center=CENTER, dates=2,
+                       terrain="massif")
 
 
 @pytest.fixture(scope="module")

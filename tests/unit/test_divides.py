@@ -140,3 +140,20 @@ def test_bad_options_say_what_to_pass():
         split_glaciers(frame(box(0, 0, 100, 100)))
     with pytest.raises(InvalidArgumentError, match="min_area_km2"):
         split_glaciers(frame(box(0, 0, 100, 100)), dem_of(ridge), min_area_km2=-1)
+
+
+def test_outlines_and_inventory_split_when_asked():
+    import glacierxr as gx
+    from glacierxr.vectorize import outlines
+
+    dem = dem_of(ridge)
+    x, y = dem["x"].values - X0, dem["y"].values - Y0
+    mask = ((x[None] > 1000) & (x[None] < 7000) & (y[:, None] > 1000) & (y[:, None] < 3000)).astype(np.float32)
+    prob = dem.copy(data=mask)
+    masses = outlines(prob)
+    glaciers = outlines(prob, dem=dem)
+    assert len(masses) == 1 and len(glaciers) == 2
+    assert glaciers["complex_id"].nunique() == 1 and glaciers["area_km2"].sum() == pytest.approx(12.0, rel=1e-3)
+    inv = gx.inventory(masses, dem, split=True)
+    assert len(inv) == 2 and "complex_id" in inv and inv["area_km2"].sum() == pytest.approx(12.0, rel=1e-3)
+    assert len(gx.inventory(masses, dem)) == 1
