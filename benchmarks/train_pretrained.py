@@ -3,7 +3,7 @@
     python benchmarks/train_pretrained.py --out glacierxr/models/weights/lgt-lgcb.synth-s2.pt
     python benchmarks/train_pretrained.py --evaluate glacierxr/models/weights/lgt-lgcb.synth-s2.pt
 
-Training data: eight seeded synthetic regions (seeds 1001-1008, 1024 x 1024 px at 10 m) placed in
+Training data: eight seeded synthetic mountain ranges (seeds 1001-1008, 1024 x 1024 px at 10 m) placed in
 both hemispheres from 62 N to 50 S, with their own debris cover, seasonal snow, lakes and cloud
 cover per date. No test, example or demo region uses these seeds. Bands: Sentinel-2 B02 B03 B04
 B08 B11, Sentinel-1 VV VH, NDVI NDSI NDWI and the DEM (the paper's ABCD). The "cpu" recipe with a

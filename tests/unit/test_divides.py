@@ -74,7 +74,6 @@ def test_a_closed_depression_is_no_outlet():
 
 
 def test_slivers_join_the_neighbour_they_share_the_longest_border_with():
-    ice = np.ones((20, 20), bool)
     labels = np.zeros((20, 20), np.int32)
     labels[:, :10], labels[:, 10:] = 1, 2
     labels[0:3, 7:10] = 3  # a 9-cell sliver in 1's corner: 3 cells of border with 2, 6 with 1

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import shapely
 import xarray as xr
-from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
