@@ -22,8 +22,8 @@ From a DEM (``dem=``): drainage basins inside the ice
     3. Basins are merged by their *dynamics* (the height of the pass to a lower basin above a
        basin's own outlet), lowest passes first: a basin whose ice divide stands less than
        ``min_drop_m`` above its outlet is a strip along a valley glacier's side, not a glacier.
-    4. Basins smaller than ``min_area_km2`` join the neighbour they share the longest divide with
-       (Kienholz et al. 2013 do the same with their "sliver" basins), smallest first.
+    4. Basins smaller than ``min_area_km2`` join the neighbour they share the longest divide with,
+       smallest first (small basins are merged into a neighbour in Kienholz et al. 2013 too).
     5. The basins become polygons (each cell outside the ice takes its nearest basin, so the
        basins tile the whole window) and each glacier is the complex's own outline cut by them:
        the glaciers of a complex partition it exactly, with the complex's own edges. Parts of a
@@ -49,13 +49,17 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
 from scipy import ndimage as ndi
 
 from glacierxr.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import xarray as xr
 
 __all__ = ["split_glaciers", "complexes_of", "complex_id", "drainage_basins", "GRID_M"]
 
@@ -66,14 +70,14 @@ _FP = np.ones((3, 3), bool)  # 8-neighbour connectivity for the flood and the ri
 
 
 def split_glaciers(
-    complexes: Any,
-    dem: Any = None,
+    complexes: gpd.GeoDataFrame,
+    dem: xr.DataArray | None = None,
     *,
-    divides: Any = None,
+    divides: gpd.GeoDataFrame | None = None,
     min_area_km2: float = 0.1,
     min_drop_m: float = 100.0,
     smooth_m: float = 0.0,
-) -> Any:
+) -> gpd.GeoDataFrame:
     """Split connected ice masses into glaciers at their ice divides.
 
     Parameters
@@ -145,7 +149,7 @@ def split_glaciers(
     return gpd.GeoDataFrame(attrs, geometry=out_geoms, crs=frame.crs)
 
 
-def complexes_of(glaciers: Any) -> Any:
+def complexes_of(glaciers: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The ice complexes (RGI7C-like) of split glaciers: one row per ``complex_id``.
 
     Parameters
