@@ -15,14 +15,39 @@ __all__ = ["main"]
 
 
 class _Group(click.Group):
-    """Report GlacierxrError as one line on stderr with exit code 2, never a traceback."""
+    """Report GlacierxrError as one line on stderr with exit code 2, never a traceback.
+
+    The library's messages name Python parameters (``max_cloud=150.0``, ``resume=True``); on
+    the command line they name the flags the user typed instead (``--max-cloud 150.0``,
+    ``--resume``).
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GlacierxrError as exc:
-            click.echo(f"error: {exc}", err=True)
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            message = str(exc) if command is None else as_flags(str(exc), command)
+            click.echo(f"error: {message}", err=True)
             sys.exit(2)
+
+
+def as_flags(message: str, command: click.Command) -> str:
+    """``message`` with ``name=value`` of ``command``'s options written as ``--flag value``."""
+    import re
+
+    for param in command.params:
+        if not isinstance(param, click.Option) or not param.name:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            off = max(param.secondary_opts, key=len) if param.secondary_opts else None
+            message = re.sub(rf"\b{param.name}=True\b", flag, message)
+            if off:
+                message = re.sub(rf"\b{param.name}=False\b", off, message)
+        message = re.sub(rf"(?<![\w-]){param.name}=([^\s,;()]+?)(?=[.,;)]?(?:\s|$))", rf"{flag} \1", message)
+    return message
 
 
 @click.group(cls=_Group)
@@ -285,14 +310,20 @@ def _cube_for(stac: str, bbox, datetime_: str, bands, max_cloud, resolution: flo
 
 
 def _parse_bands(value: str) -> tuple[str, ...]:
-    from glacierxr.training.experiment import BAND_GROUPS, bands_of
+    from glacierxr.errors import InvalidArgumentError
+    from glacierxr.training.experiment import bands_of
 
     from glacierxr.models import DEFAULT_NORMALIZATION
 
     value = value.strip()
-    if value and "," not in value and value.isalpha() and value.isupper() and len(value) <= len(BAND_GROUPS) \
-            and value not in DEFAULT_NORMALIZATION:
-        return bands_of(value)  # group letters such as ABCD (an unknown letter is an error, not a band name)
+    if value and "," not in value and value.isalpha() and value not in DEFAULT_NORMALIZATION:
+        # group letters such as ABCD or abd; an unknown letter is an error naming the groups, not a
+        # band the cube lacks (one band of another name is written with a comma: "NIR,")
+        try:
+            return bands_of(value.upper())
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"--bands {value}: {exc}; or a comma list of band names, e.g. B03,B04,B08,B11.") \
+                from None
     return tuple(b.strip() for b in value.split(",") if b.strip())
 
 

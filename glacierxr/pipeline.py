@@ -99,8 +99,8 @@ def _prepare_folder(out: Path, params: dict, *, resume: bool, overwrite: bool, c
                 )
         else:
             raise StoreExistsError(
-                f"{out} already exists and is not empty; pass --resume (resume=True) to finish the run in it, "
-                "--overwrite (overwrite=True) to replace it, or choose another --out."
+                f"{out} already exists and is not empty; pass resume=True to finish the run in it, "
+                "overwrite=True to replace it, or choose another out folder."
             )
     if check_only:
         return

@@ -310,13 +310,22 @@ def search(
             raise EmptySearchError(
                 f"No {spec.name} item found in collection {collection!r} at {url} for {place} and "
                 f"datetime={when!r}{cloud}. Widen the dates or the box, raise max_cloud, or leave "
-                f"{spec.name!r} out of sensors=."
+                f"{spec.name!r} out of sensors=.{_swapped_hint(box)}"
             )
         if provider == "planetary-computer":
             items = _sign(items)
         results[spec.name] = pystac.ItemCollection(items)
         log.info("%s: %d items from %s", spec.name, len(items), collection)
     return results
+
+
+def _swapped_hint(box: Sequence[float]) -> str:
+    """A hint when the box reads as valid with longitude and latitude swapped (a common slip)."""
+    w, s, e, n = box
+    if max(abs(w), abs(e)) <= 90:  # the swapped box is a valid box too
+        return (f" bbox is (west, south, east, north), longitude first; if yours is in (lat, lon) order, "
+                f"pass ({s:g}, {w:g}, {n:g}, {e:g}).")
+    return ""
 
 
 def _sign(items: list[pystac.Item]) -> list[pystac.Item]:

@@ -136,14 +136,26 @@ def save(model: GlacierModel, path: str | os.PathLike, *, provenance: Mapping[st
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write via a temporary file renamed into place, with the permissions a plain open would give.
+
+    ``mkstemp`` creates its file as 0600; a checkpoint is meant to be shared, so it gets 0666
+    minus the umask (0644 usually), as ``open(path, "w")`` would.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _read(path: Path, map_location) -> dict:

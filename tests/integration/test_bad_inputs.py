@@ -31,7 +31,7 @@ import xarray as xr
 from click.testing import CliRunner
 
 import glacierxr as gx
-from glacierxr.cli import main
+from glacierxr.cli import as_flags, main
 from glacierxr.errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -210,6 +210,8 @@ API = [
          r"Could not open the STAC API at 'http://127\.0\.0\.1:\d+'.*Check the URL"),
     Case("empty-search-elsewhere", lambda c, ws: _search(c, bbox=(10.0, 46.0, 10.1, 46.1)), EmptySearchError,
          r"No sentinel-2 item found in collection 'sentinel-2-l2a'.*bbox=\[10.0, 46.0, 10.1, 46.1\].*Widen the dates"),
+    Case("empty-search-lat-lon-swapped", lambda c, ws: _search(c, bbox=(c.bbox[1], c.bbox[0], c.bbox[3], c.bbox[2])),
+         EmptySearchError, r"longitude first; if yours is in \(lat, lon\) order, pass \(86\.9"),
     Case("items-without-a-band", lambda c, ws: _open_without_swir(c), MissingBandError,
          r"no asset for band 'B11'.*swir16"),
     Case("open-cube-chunks-zero", lambda c, ws: gx.open_cube([], bbox=c.bbox, chunks=0), GridError,
@@ -317,18 +319,18 @@ CLI = [
     Case("cli-window-not-a-multiple", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", window=100,
 
                                                                   model=ws / "models" / "unet.pt"),
-         InputShapeError, r"window=100 must be a positive multiple of the model's output stride 16; use window=96 or window=112"),
+         InputShapeError, r"--window 100 must be a positive multiple of the model's output stride 16; use --window 96 or --window 112"),
     Case("cli-overlap-too-large", lambda c, ws: _inventory_args(c, ws, overlap=100), InputShapeError,
-         r"overlap=100 must be a whole number of pixels between 0 and half the window \(64\)"),
+         r"--overlap 100 must be a whole number of pixels between 0 and half the window \(64\)"),
 
     Case("cli-chunk-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", chunk=0), GridError,
-         r"chunk=0 must be a positive number of pixels"),
+         r"--chunk 0 must be a positive number of pixels"),
     Case("cli-chunk-negative", lambda c, ws: _inventory_args(c, ws, chunk=-256), GridError,
-         r"chunk=-256 must be a positive number of pixels"),
+         r"--chunk -256 must be a positive number of pixels"),
     Case("cli-unknown-model", lambda c, ws: _inventory_args(c, ws, model="foo-net"), UnknownModelError,
-         r"model='foo-net' is neither a checkpoint file nor a known model; pass a shipped checkpoint \(lgt-lgcb"),
+         r"--model 'foo-net' is neither a checkpoint file nor a known model; pass a shipped checkpoint \(lgt-lgcb"),
     Case("cli-untrained-architecture", lambda c, ws: _inventory_args(c, ws, model="unet"), InvalidArgumentError,
-         r"model='unet': a learned architecture needs trained weights; pass a shipped checkpoint \(lgt-lgcb"),
+         r"--model 'unet': a learned architecture needs trained weights; pass a shipped checkpoint \(lgt-lgcb"),
     Case("cli-checkpoint-missing", lambda c, ws: _inventory_args(c, ws, model=ws / "models" / "nope.pt"),
          CheckpointNotFoundError, r"no checkpoint at '.*nope\.pt'; check the path"),
     Case("cli-checkpoint-corrupt", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run",
@@ -337,7 +339,7 @@ CLI = [
     Case("cli-checkpoint-newer", lambda c, ws: _inventory_args(c, ws, model=ws / "models" / "newer.pt"),
          CheckpointVersionError, r"written by a newer glacierxr.*pip install -U glacierxr"),
     Case("cli-out-exists-without-resume", lambda c, ws: _inventory_args(c, ws, out="run"), StoreExistsError,
-         r"run already exists and is not empty; pass --resume \(resume=True\) .* --overwrite \(overwrite=True\) .* or choose another --out"),
+         r"run already exists and is not empty; pass --resume to finish the run in it, --overwrite to replace it, or choose another out folder"),
     Case("cli-resume-with-other-parameters", lambda c, ws: _inventory_args(c, ws, "--resume", out="run"),
          InvalidArgumentError, r"holds a run with other parameters \(.*tile.*\); resume it with the same parameters"),
     Case("cli-resume-a-folder-without-a-run", lambda c, ws: _inventory_args(c, ws, "--resume", out="not-a-run"),
@@ -345,17 +347,17 @@ CLI = [
     Case("cli-resume-and-overwrite", lambda c, ws: _inventory_args(c, ws, "--resume", "--overwrite", out="run"),
          InvalidArgumentError, r"Pass either resume or overwrite, not both"),
     Case("cli-workers-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", workers=0),
-         InvalidArgumentError, r"workers=0 must be at least 1"),
+         InvalidArgumentError, r"--workers 0 must be at least 1"),
     Case("cli-max-cloud-over-100", lambda c, ws: _inventory_args(c, ws, max_cloud=150), InvalidArgumentError,
-         r"max_cloud=150.0 must be a percentage in \[0, 100\]"),
+         r"--max-cloud 150.0 must be a percentage in \[0, 100\]"),
     Case("cli-min-area-negative", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", min_area=-1),
-         InvalidArgumentError, r"min_area_km2=-1.0 must be a non-negative area in km²"),
+         InvalidArgumentError, r"--min-area -1.0 must be a non-negative area in km²"),
     Case("cli-min-area-nan", lambda c, ws: _inventory_args(c, ws, min_area="nan"), InvalidArgumentError,
-         r"min_area_km2=nan must be a non-negative area"),
+         r"--min-area nan must be a non-negative area"),
     Case("cli-max-in-flight-zero", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", max_in_flight=0),
-         InvalidArgumentError, r"max_in_flight=0 must be a positive number of tiles"),
+         InvalidArgumentError, r"--max-in-flight 0 must be a positive number of tiles"),
     Case("cli-tile-km-not-nesting", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", tile_km=30),
-         InvalidArgumentError, r"tile_km=30.0 does not divide the 100 km pattern"),
+         InvalidArgumentError, r"--tile-km 30.0 does not divide the 100 km pattern"),
     Case("cli-bbox-and-aoi", lambda c, ws: [*_inventory_args(c, ws), "--aoi", str(ws / "aoi.gpkg")],
          InvalidArgumentError, r"either --bbox W S E N or --aoi FILE"),
     Case("cli-synth-odd-size", lambda c, ws: ["synth", str(ws / "synth"), "--size", "101"], GridError,
@@ -391,7 +393,7 @@ def test_cli_bad_input(ctx, ws, case, monkeypatch):
     cause = recorder.handled[0]
     assert type(cause) is case.error, f"{type(cause).__name__}: {cause}"
     assert result.output.startswith("error: ") or "\nerror: " in result.output, result.output
-    assert f"error: {cause}" in result.output
+    assert f"error: {as_flags(str(cause), main.get_command(None, args[0]))}" in result.output  # flags, not parameters
     assert re.search(case.match, result.output, re.S), result.output
     assert "Traceback" not in result.output
     assert snapshot(ws) == before, "an existing output was created, modified or removed"
@@ -403,7 +405,7 @@ def test_cli_subprocess_prints_one_line_without_traceback(ctx, ws):
     proc = subprocess.run([EXE, *_inventory_args(ctx, ws, "--overwrite", out="run", model="foo-net")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: model='foo-net' is neither a checkpoint file nor a known model")
+    assert proc.stderr.startswith("error: --model 'foo-net' is neither a checkpoint file nor a known model")
     assert "Traceback" not in proc.stderr + proc.stdout
     assert snapshot(ws) == before
 

@@ -63,3 +63,23 @@ def test_demo_runs_end_to_end(tmp_path):
         assert iou["lgt-lgcb.synth-s2", epsg] > iou["band-ratio", epsg] + 0.03, iou
     img = Image.open(run / "quicklook.png")
     assert img.mode == "RGB" and min(img.size) > 200
+
+
+def test_a_bad_bands_letter_names_the_groups(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    gpd.GeoDataFrame(geometry=[shapely.box(86.95, 27.95, 86.96, 27.96)], crs=4326).to_file(tmp_path / "o.gpkg")
+    result = CliRunner().invoke(main, ["train", "--stac", "http://127.0.0.1:9", "--bbox", "86.9", "27.9", "87.0", "28.0",
+                                       "--datetime", "2023-08-01/2023-09-01", "--outlines", str(tmp_path / "o.gpkg"),
+                                       "--out", str(tmp_path / "m.pt"), "--bands", "BX"])
+    assert result.exit_code == 2
+    assert "--bands BX: band combination 'BX': unknown group(s) ['X']; groups are A = VV VH, B = B02" in result.output
+    assert "or a comma list of band names" in result.output
+
+
+def test_lower_case_group_letters_are_groups():
+    from glacierxr.cli import _parse_bands
+
+    assert _parse_bands("abd") == _parse_bands("ABD") and "elevation" in _parse_bands("abd")
+    assert _parse_bands("B03,B04") == ("B03", "B04") and _parse_bands("NDSI") == ("NDSI",)

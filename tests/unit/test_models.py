@@ -489,3 +489,17 @@ def test_band_ratio_missing_bands():
         gm.create("band-ratio", bands=["B04", "B11"], use_ndsi=True)
     model = gm.create("band-ratio", bands=["red", "swir16"], red_band="red", swir_band="swir16")
     assert model(torch.zeros(1, 2, 4, 4)).shape == (1, 2, 4, 4)
+
+
+def test_checkpoints_are_written_with_the_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    model = gm.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
+    old = os.umask(0o022)
+    try:
+        path = gm.save(model, tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    for p in (path, gm.mlm_path(path)):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, oct(p.stat().st_mode)
