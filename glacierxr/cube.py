@@ -13,8 +13,8 @@ Every sensor is stacked with :func:`stackstac.stack` onto the same :class:`~glac
 Everything between the read and the composite is one task per chunk and sensor
 (:func:`glacierxr.composite.composite_chunk`, one NumPy pass over the chunk's stored values).
 
-Nothing is read until the result is computed. The stackstac traps this module works around
-(see DESIGN.md): it ignores projection v2 ``proj:code`` (we set ``proj:epsg`` on item copies),
+Nothing is read until the result is computed. The stackstac traps this module works around:
+it ignores projection v2 ``proj:code`` (we set ``proj:epsg`` on item copies),
 its own grid can come out larger than asked (we pass exact ``bounds`` and check the shape), it
 refuses ``rescale`` with float32 (we apply scale/offset per item ourselves) and same-day tiles
 share a timestamp (we mosaic per day before the median).

@@ -650,7 +650,18 @@ def _complexes(inv):
 
 
 def plan_date(plan) -> str | None:
-    """``src_date`` of the outlines: the end of the date window (the imagery is a composite over it)."""
+    """``src_date`` of the outlines: the date of the newest scene the run uses (not the DEM).
+
+    The outlines come from a composite of the scenes, so they show the ice as of the newest one
+    at the latest; the end of the date window stands in when no scene carries a date.
+    """
+    import pandas as pd
+
+    dates = [d.get("properties", {}).get("datetime") or d.get("properties", {}).get("end_datetime")
+             for sensor, by_id in plan.items.items() if sensor != "dem" for d in by_id.values()]
+    dates = [t for t in dates if t]
+    if dates:
+        return max(pd.Timestamp(t) for t in dates).strftime("%Y-%m-%d")
     return plan.datetime.split("/")[-1] if "/" in plan.datetime else plan.datetime or None
 
 

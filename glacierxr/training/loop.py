@@ -66,17 +66,26 @@ def _score(record: dict[str, Any]) -> float:
 
 
 class _Progress:
-    """A rich progress bar over all training steps, showing the running loss and the last metrics."""
+    """A rich progress bar over all training steps, showing the running loss and the last metrics.
+
+    Without a terminal (a log file, a CI job) there is no bar, whose last frame would be cut at
+    the console's width and show the previous epoch's metrics: only one whole line per epoch.
+    """
 
     def __init__(self, enabled: bool, total: int, done: int):
         self.bar = None
+        self.lines = False
         if enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+            console = Console(stderr=True)
+            if not console.is_terminal:
+                self.lines = True
+                return
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                                console=Console(stderr=True))
+                                console=console)
             self.task = self.bar.add_task("train", total=total, completed=done, status="")
             self.bar.start()
 
@@ -92,8 +101,11 @@ class _Progress:
     def epoch(self, record: dict[str, Any]) -> str:
         m = "" if record["miou"] is None else (f" | val loss {record['val_loss']:.4f} OA {record['oa']:.3f} "
                                               f"F1 {record['f1_glacier']:.3f} mIoU {record['miou']:.3f}")
+        line = f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{m}"
         if self.bar is not None:
-            self.bar.console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}{m}")
+            self.bar.console.print(line)
+        elif self.lines:
+            print(line, file=sys.stderr, flush=True)
         return m
 
     def close(self) -> None:

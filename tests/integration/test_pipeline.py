@@ -54,6 +54,10 @@ def test_run_writes_every_output_and_a_manifest(region, stac_url, tmp_path):
     assert len(inv) == saved["glaciers"] and "zmed_m" in inv and inv["area_km2"].min() >= 0.01
     outlines = gpd.read_parquet(out / "outlines.parquet")
     assert outlines.crs.to_epsg() == 4326 and len(outlines) == len(inv)
+    # src_date is the newest scene's date, not the end of the search window
+    assert region.datetime.endswith("2023-09-02") and {d[:10] for d in inv["src_date"]} == {f"{max(region.dates):%Y-%m-%d}"}
+    masses = gpd.read_parquet(out / "complexes.parquet")
+    assert set(masses["complex_id"]) == set(outlines["complex_id"]) and masses["n_glaciers"].sum() == len(outlines)
     # the tile stores mosaic back into one raster per zone, with the CRS
     mosaic = open_mosaic(out)
     assert list(mosaic) == [32645]
@@ -62,7 +66,7 @@ def test_run_writes_every_output_and_a_manifest(region, stac_url, tmp_path):
     catalog = [json.loads(line) for line in (out / "tiles" / "items.ndjson").read_text().splitlines()]
     assert sorted(i["id"] for i in catalog) == sorted(saved["tiles"])
 
-    with pytest.raises(StoreExistsError, match="--resume"):
+    with pytest.raises(StoreExistsError, match="resume=True"):
         gx.run_inventory(stac_url, bbox=region.bbox, datetime=region.datetime, out=out, quiet=True)
     with pytest.raises(InvalidArgumentError, match="other parameters.*window"):
         gx.run_inventory(stac_url, bbox=region.bbox, datetime=region.datetime, out=out, chunk=128, window=256,

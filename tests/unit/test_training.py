@@ -219,3 +219,16 @@ def test_train_validates_arguments():
         train(unet(), Squares(2, 0), None, epochs=0, progress=False)
     with pytest.raises(InvalidArgumentError, match="empty"):
         train(unet(), Squares(0, 0), None, epochs=1, progress=False)
+
+
+def test_without_a_terminal_progress_is_one_whole_line_per_epoch(capsys):
+    from glacierxr.training.loop import _Progress
+
+    bar = _Progress(True, total=10, done=0)  # pytest's stderr is not a terminal
+    assert bar.bar is None
+    bar.step(0, 2, 0.5, "")
+    record = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.4, "oa": 0.9, "f1_glacier": 0.8, "miou": 0.7}
+    bar.epoch(record)
+    bar.close()
+    err = capsys.readouterr().err
+    assert err == "epoch 1: train loss 0.5000 | val loss 0.4000 OA 0.900 F1 0.800 mIoU 0.700\n"
