@@ -61,8 +61,10 @@ __all__ = ["evaluate", "evaluate_lazy", "pixel_metrics", "LazyEvaluation", "DEFA
 
 #: Default cap (and halo) of boundary distances, in pixels: 640 m at 10 m.
 DEFAULT_MAX_DISTANCE_PX = 64
-#: Columns tried, in order, for the glacier ids of reference outlines (else the row index).
-ID_COLUMNS = ("glac_id", "rgi_id", "RGIId", "GLIMSId", "id")
+#: Columns tried, in order, for the glacier ids of reference outlines (else the row index): the
+#: inventory's own ids first (RGI 7, RGI 6), then GLIMS ids, then glacierxr's ``glac_id``. The one
+#: rule of :func:`evaluate` and :func:`glacierxr.inventory.compare_inventories`.
+ID_COLUMNS = ("rgi_id", "RGIId", "glims_id", "GLIMSId", "glac_id", "id")
 CLASSES = ("background", "glacier")
 
 # prediction codes per pixel

@@ -1112,9 +1112,6 @@ def _attributes(
 # comparison with a reference inventory
 # --------------------------------------------------------------------------------------------
 
-_ID_COLUMNS = ("rgi_id", "RGIId", "glac_id", "glims_id", "GLIMSId")
-
-
 @dataclass(frozen=True)
 class InventoryComparison:
     """Result of :func:`compare_inventories`; unpacks as ``glaciers, totals = result``."""
@@ -1149,7 +1146,9 @@ def _ref_ids(reference: gpd.GeoDataFrame, id_column: str | None) -> pd.Series:
                 f"id_column={id_column!r} is not a column of reference; its columns are {list(reference.columns)}."
             )
         return reference[id_column]
-    for c in _ID_COLUMNS:
+    from glacierxr.evaluate import ID_COLUMNS
+
+    for c in ID_COLUMNS:
         if c in reference.columns:
             return reference[c]
     return pd.Series(reference.index, index=reference.index)
@@ -1177,8 +1176,8 @@ def compare_inventories(
         Smallest intersection / reference-area fraction, in [0, 1), that counts as a match;
         0 (default) matches any positive overlap.
     id_column
-        Column of ``reference`` used as ``ref_id``; by default the first of ``rgi_id``,
-        ``RGIId``, ``glac_id``, ``glims_id``, ``GLIMSId`` present, else the index.
+        Column of ``reference`` used as ``ref_id``; by default the first of
+        :data:`glacierxr.evaluate.ID_COLUMNS` present, else the index.
 
     Returns
     -------

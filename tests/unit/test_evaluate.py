@@ -500,3 +500,16 @@ def test_declared_nodata_is_excluded():
     r = evaluate(on_grid(mask).rio.write_nodata(255).chunk(7), on_grid(ref).rio.write_nodata(255))
     assert r["n_excluded"] == 20 * 4 + 3 * 16 and r["n_pixels"] == 400 - r["n_excluded"]
     assert r["oa"] == 1 and r["boundary_mean_m"] == 0
+
+
+def test_evaluate_and_compare_inventories_take_the_same_id_column():
+    import geopandas as gpd
+    import shapely
+
+    import glacierxr as gx
+    from glacierxr.evaluate import _glacier_ids
+
+    ref = gpd.GeoDataFrame({"glac_id": ["G1", "G2"], "rgi_id": ["RGI-1", "RGI-2"]},
+                           geometry=[shapely.box(0, 0, 100, 100), shapely.box(200, 0, 300, 100)], crs=32632)
+    per, _ = gx.compare_inventories(ref, ref)
+    assert list(per["ref_id"]) == _glacier_ids(ref, None) == ["RGI-1", "RGI-2"]
