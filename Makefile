@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.glacierxr-installed
 DEV    := $(VENV)/.glacierxr-dev-installed
 
-.PHONY: install install-dev demo test test-all bench clean
+.PHONY: install install-dev demo lint test test-all bench clean
 
 # `install`: the library and its command only (what `make demo` needs); `install-dev`: plus the
 # test tools and the pgstac test server (what `make test` needs).
@@ -27,8 +27,11 @@ $(DEV): $(STAMP)
 demo: install
 	$(VENV)/bin/glacierxr demo --out demo-output
 
+lint: install-dev
+	$(PY) -m ruff check .
+
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-test: install-dev
+test: install-dev lint
 	$(PY) -m pytest -q -m "not slow and not gpu" -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 

@@ -85,7 +85,8 @@ def command(region_dir: Path, model, workers: int, window: int, out: Path, margi
     with serve(region_dir / "stac") as url:
         t0 = time.perf_counter()
         manifest = gx.run_inventory(url, bbox=info["bbox"], datetime=info["datetime"], out=out, model=model,
-                                    workers=workers, tile_km=tile_km or info["tile_km"], margin_km=margin_km, window=window, overlap=64,
+                                    workers=workers, tile_km=tile_km or info["tile_km"], margin_km=margin_km,
+                                    window=window, overlap=64,
                                     chunk=1024, overwrite=True, quiet=True, quicklook=False)
         seconds = time.perf_counter() - t0
     return manifest["plan"]["km2"] / seconds

@@ -162,7 +162,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = gx.models.create("lgt-lgcb", bands=BANDS, preset=args.preset).eval().to(device)
     size, window = args.size, args.window
-    print(f"lgt-lgcb/{args.preset} on {device}, window {window}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    print(f"lgt-lgcb/{args.preset} on {device}, window {window}, batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}")
 
     if parts & {"a", "b"}:
         cube = lazy_cube(size).persist()

@@ -30,7 +30,8 @@ from glacierxr.inventory import compare_inventories
 from glacierxr.ranges import EVEREST, size_stats
 from glacierxr.synthetic import label_polygons, world
 
-SHARED = Path(os.environ.get("GLACIERXR_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "real" / "everest_landsat7"
+_SHARED = Path(os.environ.get("GLACIERXR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = _SHARED / "data" / "real" / "everest_landsat7"
 CRS = "EPSG:32645"
 COLUMNS = ("n", "per_100km2", "glacierised", "q10", "q25", "q50", "q75", "q90")
 

@@ -39,5 +39,6 @@ _SUBMODULES = ("cli", "cube", "divides", "geo", "indices", "merge", "models", "p
 __getattr__, __dir__ = lazy_namespace(__name__, _ATTRIBUTES, _SUBMODULES)
 
 __all__ = ["__version__", "errors", "models", "sensors", "search", "late_summer", "open_cube", "plan_cube", "to_zarr",
-           "evaluate", "inventory", "split_glaciers", "complexes_of", "plan_region", "run_inventory", "open_mosaic", "compare_inventories",
+           "evaluate", "inventory", "split_glaciers", "complexes_of", "plan_region", "run_inventory", "open_mosaic",
+           "compare_inventories",
            "write_inventory", "read_inventory", "GlacierxrError"]

@@ -64,7 +64,7 @@ def item_from_files(
         raise InvalidArgumentError("item_from_files needs at least one asset: {'key': 'path/to/file.tif'}.")
     when = dt.datetime.fromisoformat(datetime) if isinstance(datetime, str) else datetime
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     epsg, footprint, stac_assets = None, None, {}
     for key, path in assets.items():
         path = Path(path)

@@ -132,7 +132,8 @@ def _region(bbox, aoi):
               help="km²/s per worker for the estimate (default 5; a run measures it: manifest.json km2_per_s).")
 @click.option("--map", "map_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plan.png"),
               show_default=True, help="PNG map of the tiles over the AOI.")
-@click.option("--json", "as_json", is_flag=True, help="Print ONE JSON object (tiles, epsg, km2, items, max_tasks_per_tile, tile_km).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print ONE JSON object (tiles, epsg, km2, items, max_tasks_per_tile, tile_km).")
 def plan_command(stac, bbox, aoi, buffer_km, tile_km, margin_km, resolution, datetime_, sensors, max_cloud, chunk,
                  max_items, workers, throughput, map_path, as_json) -> None:
     """Plan a regional run: tiles, zones, items and task counts; no pixel is read."""
@@ -283,7 +284,8 @@ def _report_glaciers(run: Path, truth, truth_complexes: Path, min_km2: float = 0
 
 
 def _report_accuracy(scores: dict, where: str = "") -> None:
-    click.echo(f"accuracy   {where + ' ' if where else ''}vs true outlines: OA {scores['oa']:.3f}  glacier IoU {scores['iou']['glacier']:.3f}  "
+    click.echo(f"accuracy   {where + ' ' if where else ''}vs true outlines: OA {scores['oa']:.3f}  "
+               f"glacier IoU {scores['iou']['glacier']:.3f}  "
                f"mIoU {scores['miou']:.3f}  mean F1 {scores['mean_f1']:.3f}  "
                f"boundary mean {scores['boundary_mean_m']:.1f} m / p95 {scores['boundary_p95_m']:.1f} m")
 
@@ -311,9 +313,8 @@ def _cube_for(stac: str, bbox, datetime_: str, bands, max_cloud, resolution: flo
 
 def _parse_bands(value: str) -> tuple[str, ...]:
     from glacierxr.errors import InvalidArgumentError
-    from glacierxr.training.experiment import bands_of
-
     from glacierxr.models import DEFAULT_NORMALIZATION
+    from glacierxr.training.experiment import bands_of
 
     value = value.strip()
     if value and "," not in value and value.isalpha() and value not in DEFAULT_NORMALIZATION:
@@ -464,10 +465,10 @@ def evaluate_command(stac, bbox, datetime_, model, reference, as_json, resolutio
     """Map glaciers with a model and score the map against reference outlines (OA, F1, IoU, mIoU, boundaries)."""
     import glacierxr as gx
     from glacierxr.models.inputs import check_resolution, model_resolution
-    from glacierxr.pipeline import _model
+    from glacierxr.models.resolve import resolve
 
     window = _window_option(window, tile)
-    the_model = _model(model)
+    the_model = resolve(model)
     resolution = resolution or model_resolution(the_model)
     check_resolution(the_model, resolution)
     cube = _cube_for(stac, bbox, datetime_, the_model.bands, max_cloud, resolution, chunk)

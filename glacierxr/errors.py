@@ -18,6 +18,7 @@ __all__ = [
     "MissingBandError",
     "UnsupportedItemError",
     "CRSError",
+    "NoOverlapError",
     "GridError",
     "UnknownModelError",
     "CheckpointError",
@@ -28,6 +29,7 @@ __all__ = [
     "ModelInputError",
     "StoreExistsError",
     "InventoryNotFoundError",
+    "OutlinesNotFoundError",
     "OptionalDependencyError",
     "ServerError",
     "AssetReadError",
@@ -113,8 +115,20 @@ class ModelInputError(GlacierxrError, ValueError):
     """
 
 
+class NoOverlapError(CRSError, InvalidArgumentError):
+    """Outlines and a raster (a prediction, a DEM) do not overlap: usually a wrong CRS or area.
+
+    One class wherever it happens (evaluate, inventory); it is both a :class:`CRSError` and an
+    :class:`InvalidArgumentError`, as the two places raised before.
+    """
+
+
 class InventoryNotFoundError(GlacierxrError, FileNotFoundError):
     """An inventory file to read does not exist."""
+
+
+class OutlinesNotFoundError(GlacierxrError, FileNotFoundError):
+    """A vector file of outlines (reference or training labels) does not exist."""
 
 
 class StoreExistsError(GlacierxrError, FileExistsError):

@@ -39,7 +39,6 @@ computed for each class c in {background, glacier} with that class as "positive"
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,17 +53,14 @@ from affine import Affine
 from pyproj import CRS
 from scipy import ndimage
 
-from glacierxr.errors import CRSError, InputShapeError, InvalidArgumentError
+from glacierxr.errors import CRSError, InputShapeError, InvalidArgumentError, NoOverlapError
 from glacierxr.geo import bounds_of
+from glacierxr.outlines_io import ID_COLUMNS, id_column_of, read_outlines
 
 __all__ = ["evaluate", "evaluate_lazy", "pixel_metrics", "LazyEvaluation", "DEFAULT_MAX_DISTANCE_PX", "ID_COLUMNS"]
 
 #: Default cap (and halo) of boundary distances, in pixels: 640 m at 10 m.
 DEFAULT_MAX_DISTANCE_PX = 64
-#: Columns tried, in order, for the glacier ids of reference outlines (else the row index): the
-#: inventory's own ids first (RGI 7, RGI 6), then GLIMS ids, then glacierxr's ``glac_id``. The one
-#: rule of :func:`evaluate` and :func:`glacierxr.inventory.compare_inventories`.
-ID_COLUMNS = ("rgi_id", "RGIId", "glims_id", "GLIMSId", "glac_id", "id")
 CLASSES = ("background", "glacier")
 
 # prediction codes per pixel
@@ -290,25 +286,9 @@ def _label_dtype(n_labels: int) -> np.dtype:
     return np.dtype(np.uint8 if n_labels < 2**8 else np.uint16 if n_labels < 2**16 else np.int32)
 
 
-def _read_outlines(reference: Any):
-    import geopandas as gpd
-
-    if isinstance(reference, str | os.PathLike):
-        if not os.path.exists(reference):
-            raise InvalidArgumentError(f"reference outlines file {os.fspath(reference)!r} does not exist.")
-        return gpd.read_file(reference)
-    if isinstance(reference, gpd.GeoSeries):
-        return gpd.GeoDataFrame(geometry=reference)
-    return reference
-
-
 def _glacier_ids(gdf, id_column: str | None) -> list:
     """JSON-friendly ids: ``id_column``, else the first of :data:`ID_COLUMNS`, else the row index."""
-    if id_column is not None and id_column not in gdf.columns:
-        raise InvalidArgumentError(
-            f"id_column={id_column!r} is not a column of the reference outlines; choose one of {list(gdf.columns)}."
-        )
-    column = id_column or next((c for c in ID_COLUMNS if c in gdf.columns), None)
+    column = id_column_of(gdf, id_column, name="reference outlines")
     values = gdf[column].tolist() if column else gdf.index.tolist()
     return [v.item() if isinstance(v, np.generic) else v if isinstance(v, int | str) else str(v) for v in values]
 
@@ -317,7 +297,7 @@ def _prepare_outlines(reference: Any, grid: _Grid, id_column: str | None):
     """Polygons in the prediction's CRS that touch the grid, with their ids; raises if none do."""
     import shapely
 
-    gdf = _read_outlines(reference)
+    gdf = read_outlines(reference, name="reference outlines")
     if gdf.crs is None:
         raise CRSError(
             "The reference outlines have no CRS; set it with reference.set_crs('EPSG:xxxx') "
@@ -340,7 +320,7 @@ def _prepare_outlines(reference: Any, grid: _Grid, id_column: str | None):
     extent = shapely.box(*grid.bounds)
     keep &= shapely.intersects(geoms, extent) & np.isfinite(shapely.bounds(geoms)).all(axis=1)
     if not keep.any():
-        raise CRSError(
+        raise NoOverlapError(
             f"No reference outline overlaps the prediction (grid bounds {tuple(round(b, 3) for b in grid.bounds)} "
             f"in {grid.crs.to_string()}; outlines given in {gdf.crs.to_string()}). Check that the outlines' CRS "
             "is set correctly and that they cover the predicted area; for a glacier-free area pass "

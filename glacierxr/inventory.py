@@ -111,8 +111,9 @@ from shapely.geometry.polygon import orient
 from glacierxr.errors import (
     CRSError,
     InputShapeError,
-    InventoryNotFoundError,
     InvalidArgumentError,
+    InventoryNotFoundError,
+    NoOverlapError,
     OptionalDependencyError,
     StoreExistsError,
 )
@@ -926,7 +927,7 @@ def _check_overlap(geoms_dem: gpd.GeoSeries, outlines: gpd.GeoDataFrame, dem: _R
         return
     ob = tuple(round(float(v), 6) for v in outlines.total_bounds)
     db = tuple(round(float(v), 6) for v in dem.bounds)
-    raise InvalidArgumentError(
+    raise NoOverlapError(
         f"The outlines and the DEM do not overlap: outlines bounds {ob} in {outlines.crs.to_string()}, "
         f"DEM bounds {db} in {dem.crs.to_string()}. Pass a DEM that covers the glaciers (or outlines "
         "inside the DEM), and check that both CRSs are the right ones."
@@ -1140,18 +1141,10 @@ def _equal_area_crs(*frames: gpd.GeoDataFrame) -> CRS:
 
 
 def _ref_ids(reference: gpd.GeoDataFrame, id_column: str | None) -> pd.Series:
-    if id_column is not None:
-        if id_column not in reference.columns:
-            raise InvalidArgumentError(
-                f"id_column={id_column!r} is not a column of reference; its columns are {list(reference.columns)}."
-            )
-        return reference[id_column]
-    from glacierxr.evaluate import ID_COLUMNS
+    from glacierxr.outlines_io import id_column_of
 
-    for c in ID_COLUMNS:
-        if c in reference.columns:
-            return reference[c]
-    return pd.Series(reference.index, index=reference.index)
+    column = id_column_of(reference, id_column, name="reference")
+    return reference[column] if column else pd.Series(reference.index, index=reference.index)
 
 
 def compare_inventories(
@@ -1177,7 +1170,7 @@ def compare_inventories(
         0 (default) matches any positive overlap.
     id_column
         Column of ``reference`` used as ``ref_id``; by default the first of
-        :data:`glacierxr.evaluate.ID_COLUMNS` present, else the index.
+        :data:`glacierxr.outlines_io.ID_COLUMNS` present, else the index.
 
     Returns
     -------

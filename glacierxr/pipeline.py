@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from glacierxr.errors import GridError, InvalidArgumentError, StoreExistsError, UnknownModelError
+from glacierxr.errors import GridError, InvalidArgumentError, StoreExistsError
 from glacierxr.geo import validate_bbox
 from glacierxr.models.inputs import check_resolution, model_resolution
+from glacierxr.models.resolve import resolve
 from glacierxr.predict import model_token
 from glacierxr.search import validate_datetime
 from glacierxr.tiling import check_tiling
@@ -126,7 +127,8 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
     from distributed import Client, LocalCluster
 
     if workers is not None:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+        with _teardown_quietly(), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             echo(f"dask       LocalCluster({workers} workers x 1 thread), dashboard {client.dashboard_link}")
             try:
@@ -136,35 +138,37 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
                 # heartbeat hit a closed scheduler and log a traceback on the way out
                 with contextlib.suppress(Exception):
                     client.retire_workers(list(client.scheduler_info()["workers"]), close_workers=True, remove=True)
+                _quiet(_TEARDOWN_LOGGERS)
     else:
         with Client(scheduler) as client:
             echo(f"dask       {scheduler}, dashboard {client.dashboard_link}")
             yield client
 
 
-def _model(model):
-    """A model from ``model``: a model, ``"band-ratio"``, a shipped checkpoint's name or a checkpoint path."""
-    from glacierxr import models
+#: distributed's loggers that report a LocalCluster's own shutdown: "connection closed" at INFO and,
+#: when a nanny's worker exits while the nanny closes, a CancelledError traceback at ERROR. Both
+#: are distributed's bookkeeping after the run's results are in; they are silenced only then.
+_TEARDOWN_LOGGERS = ("distributed.core", "distributed.nanny", "distributed.worker", "distributed.scheduler")
 
-    if isinstance(model, str) and not Path(model).exists():
-        if model == "band-ratio":
-            return models.create("band-ratio", bands=["B03", "B04", "B08", "B11"])
-        if model in models.available(pretrained=True):
-            return models.load(model)
-        if model in models.available():
-            raise InvalidArgumentError(
-                f"model={model!r}: a learned architecture needs trained weights; pass a shipped checkpoint "
-                f"({', '.join(models.available(pretrained=True))}), a checkpoint path (gx.models.save), or "
-                "'band-ratio' for the non-learned method."
-            )
-        if Path(model).suffix in (".pt", ".pth") or "/" in model or "\\" in model:
-            return models.load(model)  # CheckpointNotFoundError naming the path
-        raise UnknownModelError(
-            f"model={model!r} is neither a checkpoint file nor a known model; pass a shipped checkpoint "
-            f"({', '.join(models.available(pretrained=True))}), the path of a checkpoint written by "
-            "gx.models.save, or 'band-ratio' for the non-learned method."
-        )
-    return models.load(model) if isinstance(model, str | Path) else model
+
+def _quiet(names) -> None:
+    import logging
+
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _teardown_quietly() -> Iterator[None]:
+    """Restore the levels of :data:`_TEARDOWN_LOGGERS` once the cluster has closed."""
+    import logging
+
+    levels = {name: logging.getLogger(name).level for name in _TEARDOWN_LOGGERS}
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _check_options(model, *, chunk, window, overlap, max_cloud, min_area_km2, workers, scheduler, max_in_flight) -> None:
@@ -528,7 +532,7 @@ def run_inventory(
     say = (lambda *_: None) if quiet else echo
     out = Path(out)
     t_start = time.perf_counter()
-    the_model = _model(model)
+    the_model = resolve(model)
     if resolution is None:
         resolution = model_resolution(the_model)
     check_resolution(the_model, resolution)

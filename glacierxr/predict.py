@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import sys
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -153,7 +153,8 @@ def tta_count(tta: bool | int | None, *, default: bool = False) -> int:
                                "default_tta) or a number of D4 transforms 1..8.")
 
 
-def _stage1(core, halo, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta, chunks_y, chunks_x):
+def _stage1(core, halo, *, iy, ix, handle, mean, std, window, overlap, stride, starts_y, starts_x, batch_size, tta,
+            chunks_y, chunks_x):
     """Weighted sums (3, ch + overlap, cw + overlap) of the windows starting in this chunk.
 
     ``core`` is the chunk (band, ch, cw); ``halo`` its neighbours' bottom, right and bottom-right
@@ -358,8 +359,8 @@ def predict(
     cube
         Datacube with the model's bands (e.g. from :func:`glacierxr.open_cube`).
     model
-        A glacierxr model, a registry name (random weights; useful for ``band-ratio``) or a
-        checkpoint path.
+        A glacierxr model, or a name or path that :func:`glacierxr.models.resolve` turns into
+        one: ``"band-ratio"``, a shipped checkpoint (``"lgt-lgcb.synth-s2"``), a checkpoint path.
     window
         Side of a prediction window (the model's input) in pixels; a multiple of the model's
         ``output_stride``. Default 512.
@@ -409,7 +410,6 @@ def predict(
         invalid option.
     """
     import glacierxr
-    from glacierxr import models as _models
 
     # point the deprecation warning at the user's line, also through cube.glacier.predict
     via_accessor = sys._getframe(1).f_globals.get("__name__") == "glacierxr.accessor"
@@ -423,7 +423,9 @@ def predict(
     if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks <= 0):
         raise GridError(f"chunks={chunks!r} must be a positive number of pixels (e.g. 2048), or None for the cube's.")
     if isinstance(model, str | Path):
-        model = _models.load(model) if Path(model).suffix == ".pt" or Path(model).exists() else _models.create(str(model), bands=None)
+        from glacierxr.models.resolve import resolve
+
+        model = resolve(model)
     bands = list(model.bands)
     missing = [b for b in bands if b not in cube.data_vars]
     if missing:

@@ -154,7 +154,8 @@ class RetryPolicy:
                 f"RetryPolicy(attempts={self.attempts}, http_max_retry={self.http_max_retry}): attempts must be >= 1 "
                 "and http_max_retry >= 0."
             )
-        if min(self.backoff, self.max_backoff, self.http_retry_delay) < 0 or min(self.http_timeout, self.http_connect_timeout) <= 0:
+        if (min(self.backoff, self.max_backoff, self.http_retry_delay) < 0
+                or min(self.http_timeout, self.http_connect_timeout) <= 0):
             raise InvalidArgumentError("RetryPolicy delays must be >= 0 and timeouts > 0 (seconds).")
 
     def wait(self, attempt: int) -> float:
@@ -211,7 +212,8 @@ class ReadEnv(LayeredEnv):
 
 _HTTP_CODE = re.compile(r"HTTP response code: *(\d{3})")
 _RETRYABLE_4XX = {408, 429}
-_PERMANENT_LOCAL = ("No such file or directory", "does not exist in the file system", "not recognized as being in a supported file format",
+_PERMANENT_LOCAL = ("No such file or directory", "does not exist in the file system",
+                    "not recognized as being in a supported file format",
                     "not recognized as a supported file format", "Permission denied")
 
 

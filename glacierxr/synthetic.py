@@ -89,6 +89,9 @@ _SCL_OF_CLASS = {_ROCK: 5, _VEG: 4, _WATER: 6, _SNOW: 11, _FIRN: 11, _ICE: 11, _
 _S2_NODATA = 0
 _S1_NODATA = -32768.0
 _S2_OFFSET_BASELINE = "04.00"
+_SCL_BAND = {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}
+_S1_BAND = {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}
+_DEM_BAND = {"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}
 
 
 @dataclass(frozen=True)
@@ -415,14 +418,15 @@ _EO = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 _SAR = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
 
 
-def _asset(path: Path, transform: Affine, shape: tuple[int, int], band: dict, roles: list[str], proj_code: str | None = None) -> dict:
+def _asset(path: Path, transform: Affine, shape: tuple[int, int], band: dict, roles: list[str],
+           proj_code: str | None = None) -> dict:
     a = {
         "href": path.resolve().as_uri(),
         "type": "image/tiff; application=geotiff; profile=cloud-optimized",
         "roles": roles,
         "proj:shape": list(shape),
         "proj:transform": [transform.a, transform.b, transform.c, transform.d, transform.e, transform.f],
-        "raster:bands": [band],
+        "raster:bands": [dict(band)],
     }
     if proj_code:
         a["proj:code"] = proj_code
@@ -616,7 +620,7 @@ def _publish_mgrs(
                         assets[key]["gsd"] = gsd
                     path = cog_dir / iid / "SCL.tif"
                     _write_cog(path, scl_t, tt20, code, 0)
-                    assets["scl"] = _asset(path, tt20, scl_t.shape, {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}, ["data"])
+                    assets["scl"] = _asset(path, tt20, scl_t.shape, _SCL_BAND, ["data"])
                     cloud_pct = float(np.isin(scl_t[valid], (8, 9, 10)).mean() * 100)
                     s2_items.append({
                         "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [_PROJ_V11, _RASTER, _EO],
@@ -647,7 +651,7 @@ def _publish_mgrs(
             for k, key in enumerate(("vv", "vh")):
                 path = cog_dir / iid / f"{key}.tif"
                 _write_cog(path, both[k], ts1, code, _S1_NODATA)
-                assets[key] = _asset(path, ts1, (srows, scols), {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=code)
+                assets[key] = _asset(path, ts1, (srows, scols), _S1_BAND, ["data"], proj_code=code)
             s1_items.append(_s1_item(iid, geom, gbbox, t1, code, assets))
     # --- DEM: exact 1-degree tiles at 1 arc-second, the surface sampled where the region is, NaN elsewhere
     arcsec = 1 / 3600
@@ -678,7 +682,7 @@ def _publish_mgrs(
                                "proj:shape": [3600, 3600], "proj:transform": list(tdem)[:6]},
                 "assets": {"data": {
                     "href": path.resolve().as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                    "roles": ["data"], "raster:bands": [{"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}],
+                    "roles": ["data"], "raster:bands": [dict(_DEM_BAND)],
                 }},
                 "links": [],
             })
@@ -934,7 +938,7 @@ def make_region(
                 assets[key]["gsd"] = gsd
             path = cog_dir / iid / "SCL.tif"
             _write_cog(path, scl[d], t20, crs_str, 0)
-            assets["scl"] = _asset(path, t20, scl[d].shape, {"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}, ["data"])
+            assets["scl"] = _asset(path, t20, scl[d].shape, _SCL_BAND, ["data"])
             valid = scl[d] > 0
             cloud_pct = float(np.isin(scl[d][valid], (8, 9, 10)).mean() * 100) if valid.any() else 100.0
             s2_items.append({
@@ -956,7 +960,7 @@ def make_region(
             for key, arr in (("vv", vv[d]), ("vh", vh[d])):
                 path = cog_dir / iid / f"{key}.tif"
                 _write_cog(path, arr, t10, crs_str, _S1_NODATA)
-                assets[key] = _asset(path, t10, arr.shape, {"nodata": _S1_NODATA, "data_type": "float32", "unit": "linear gamma0"}, ["data"], proj_code=crs_str)
+                assets[key] = _asset(path, t10, arr.shape, _S1_BAND, ["data"], proj_code=crs_str)
             s1_items.append(_s1_item(iid, geom, bbox, t1, crs_str, assets))
             ids["sentinel-1-rtc"].append(iid)
 
@@ -985,7 +989,7 @@ def make_region(
                            "proj:shape": [drows, dcols], "proj:transform": list(tdem)[:6]},
             "assets": {"data": {
                 "href": path.resolve().as_uri(), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                "roles": ["data"], "raster:bands": [{"sampling": "point", "data_type": "float32", "spatial_resolution": 30, "unit": "meter"}],
+                "roles": ["data"], "raster:bands": [dict(_DEM_BAND)],
             }},
             "links": [],
         }
@@ -995,9 +999,12 @@ def make_region(
 
     interval = [_iso(times[0]), _iso(times[-1] + dt.timedelta(days=2))]
     collections = {
-        "sentinel-2-l2a": (_collection("sentinel-2-l2a", "Sentinel-2 Level-2A", bbox, interval, [_PROJ_V11, _RASTER, _EO]), s2_items),
-        "sentinel-1-rtc": (_collection("sentinel-1-rtc", "Sentinel-1 Radiometrically Terrain Corrected (RTC)", bbox, interval, [_PROJ_V2, _RASTER, _SAR]), s1_items),
-        "cop-dem-glo-30": (_collection("cop-dem-glo-30", "Copernicus DEM GLO-30", dbbox, ["2021-04-22T00:00:00Z", None], [_PROJ_V2, _RASTER]), dem_items),
+        "sentinel-2-l2a": (_collection("sentinel-2-l2a", "Sentinel-2 Level-2A", bbox, interval,
+                                       [_PROJ_V11, _RASTER, _EO]), s2_items),
+        "sentinel-1-rtc": (_collection("sentinel-1-rtc", "Sentinel-1 Radiometrically Terrain Corrected (RTC)", bbox,
+                                       interval, [_PROJ_V2, _RASTER, _SAR]), s1_items),
+        "cop-dem-glo-30": (_collection("cop-dem-glo-30", "Copernicus DEM GLO-30", dbbox, ["2021-04-22T00:00:00Z", None],
+                                       [_PROJ_V2, _RASTER]), dem_items),
     }
     for cid, (coll, items) in collections.items():
         folder = stac_dir / cid

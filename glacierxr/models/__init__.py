@@ -24,9 +24,10 @@ _ATTRIBUTES = {
     "PRESETS": "glacierxr.models.registry", "available": "glacierxr.models.registry",
     "create": "glacierxr.models.registry", "describe": "glacierxr.models.registry",
     "get_entry": "glacierxr.models.registry", "with_bands": "glacierxr.models.registry",
+    "resolve": "glacierxr.models.resolve",
 }
 _SUBMODULES = ("band_ratio", "base", "checkpoint", "decoders", "deeplab", "inputs", "layers", "lgt", "pretrained",
-               "registry", "resnet", "swin", "unet")
+               "registry", "resnet", "resolve", "swin", "unet")
 
 #: torch is imported with the first model name used, not with the package (see :mod:`glacierxr._lazy`).
 __getattr__, __dir__ = lazy_namespace(__name__, _ATTRIBUTES, _SUBMODULES)

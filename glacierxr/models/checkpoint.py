@@ -24,7 +24,6 @@ import pickle
 import tempfile
 import warnings
 import zipfile
-
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from glacierxr.errors import (
     InvalidArgumentError,
     UnknownModelError,
 )
-
 from glacierxr.models.base import GlacierModel, ModelConfigError
 
 __all__ = [
@@ -110,7 +108,7 @@ def save(model: GlacierModel, path: str | os.PathLike, *, provenance: Mapping[st
         raise TypeError(f"save() needs a glacierxr model (from glacierxr.models.create); got {type(model).__name__}")
     path = Path(path)
     prov = {**getattr(model, "provenance", {}), **dict(provenance or {})}
-    prov["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    prov["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     prov["glacierxr_version"] = _glacierxr_version()
     prov = _plain_json(prov, "provenance")
     payload = {
@@ -301,7 +299,7 @@ def mlm_item(model: GlacierModel, checkpoint: str | os.PathLike | None = None, *
     from glacierxr.models.registry import get_entry
 
     prov = dict(provenance if provenance is not None else getattr(model, "provenance", {}))
-    created = prov.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace(
+    created = prov.get("created") or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace(
         "+00:00", "Z")
     if tile_size is not None:
         if window_size is not None:

@@ -314,9 +314,11 @@ def parse_href(url: str) -> dict[str, Any]:
             "cloud": float(q.get("cloud", 0.04)), "world": q.get("world", "range"),
         }
     except (KeyError, ValueError) as exc:
-        raise InvalidArgumentError(f"Generated href {url!r} lacks or garbles {exc}; write it with glacierxr.testing.metadata.") from None
+        raise InvalidArgumentError(
+            f"Generated href {url!r} lacks or garbles {exc}; write it with glacierxr.testing.metadata.") from None
     if len(bounds) != 4 or out["band"] not in (*_BANDS, "scl", "dem"):
-        raise InvalidArgumentError(f"Generated href {url!r}: band must be one of {[*_BANDS, 'scl', 'dem']} and bounds four numbers.")
+        raise InvalidArgumentError(
+            f"Generated href {url!r}: band must be one of {[*_BANDS, 'scl', 'dem']} and bounds four numbers.")
     return out
 
 

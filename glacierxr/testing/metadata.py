@@ -15,7 +15,8 @@ Sentinel-2 (collection ``sentinel-2-l2a``)
     ``100000 * k`` for k = 1..8, shifted 0/-40/-20 m like the real grid; northings ``100000 *
     m``), named like the real tiles (``43SDV``: zone, latitude band, 100 km square letters). A
     tile exists when its square intersects its zone's strip widened by ``ZONE_MARGIN_DEG``
-    (real tiles overlap neighbouring zones by some tens of km); footprints are not clipped and is listed when its footprint intersects the requested box.
+    (real tiles overlap neighbouring zones by some tens of km); footprints are not clipped and is listed
+    when its footprint intersects the requested box.
     Each tile gets 3-6 acquisitions in the window on a 5-day revisit whose phase depends on the
     longitude (neighbouring tiles of one orbit share dates); ~15 % of acquisitions lie at a
     swath edge and cover only part of the tile (footprint and href say which part). Assets
@@ -344,7 +345,9 @@ def s2_items(
                     "grid:code": f"MGRS-{tile['name']}",
                     "s2:nodata_pixel_percentage": 0.0 if lon_clip is None else round(float(rng.uniform(20, 80)), 6),
                     "s2:product_type": "S2MSI2A", "s2:processing_baseline": "05.09",
-                    "s2:product_uri": f"S2{sat[-1].upper()}_MSIL2A_{t:%Y%m%dT%H%M%S}_N0509_R{int(tile['centre_lon'] // 2.3) % 143 + 1:03d}_T{tile['name']}_{t:%Y%m%dT%H%M%S}.SAFE",
+                    "s2:product_uri": (f"S2{sat[-1].upper()}_MSIL2A_{t:%Y%m%dT%H%M%S}_N0509_"
+                                       f"R{int(tile['centre_lon'] // 2.3) % 143 + 1:03d}_T{tile['name']}_"
+                                       f"{t:%Y%m%dT%H%M%S}.SAFE"),
                     "datetime": stamp, "s2:sequence": "0",
                     "earthsearch:boa_offset_applied": bool(boa_offset_applied),
                     "updated": stamp,

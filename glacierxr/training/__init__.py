@@ -8,8 +8,8 @@ from glacierxr.training.augment import RandomD4, d4, random_d4
 from glacierxr.training.chips import ChipDataset, chip_windows, rasterize_labels
 from glacierxr.training.experiment import BAND_GROUPS, bands_of, markdown_tables, run_experiment
 from glacierxr.training.fit import fit, run_dir
-from glacierxr.training.losses import IGNORE, dice_ce_loss, dice_loss
 from glacierxr.training.loop import state_path, train, validate
+from glacierxr.training.losses import IGNORE, dice_ce_loss, dice_loss
 from glacierxr.training.recipe import RECIPES, Recipe, recipe
 from glacierxr.training.sampling import GridChips, RandomChips, TrainingRaster, training_raster
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,22 +18,9 @@ import torch
 import xarray as xr
 
 from glacierxr.errors import CRSError, InvalidArgumentError, MissingBandError
+from glacierxr.outlines_io import read_outlines
 
 __all__ = ["rasterize_labels", "chip_windows", "ChipDataset"]
-
-
-def _read_outlines(outlines: Any):
-    import geopandas as gpd
-
-    if isinstance(outlines, gpd.GeoDataFrame):
-        return outlines
-    if isinstance(outlines, gpd.GeoSeries):
-        return gpd.GeoDataFrame(geometry=outlines)
-    if isinstance(outlines, (str, os.PathLike)):
-        return gpd.read_file(outlines)
-    raise InvalidArgumentError(
-        f"outlines must be a GeoDataFrame, a GeoSeries or a path to a vector file; got {type(outlines).__name__}"
-    )
 
 
 def rasterize_labels(outlines: Any, like: xr.DataArray) -> xr.DataArray:
@@ -55,10 +41,10 @@ def rasterize_labels(outlines: Any, like: xr.DataArray) -> xr.DataArray:
         ``labels`` (y, x), ``uint8``, 1 where a pixel centre lies inside a glacier, with the
         coordinates and CRS of ``like``.
     """
-    from rasterio import features
     import rioxarray  # noqa: F401  (registers .rio)
+    from rasterio import features
 
-    gdf = _read_outlines(outlines)
+    gdf = read_outlines(outlines)
     if not isinstance(like, xr.DataArray) or not {"y", "x"} <= set(like.dims):
         raise InvalidArgumentError("like must be a DataArray with 'y' and 'x' dimensions (e.g. cube['B02']).")
     crs = like.rio.crs

@@ -39,7 +39,6 @@ import statistics
 import time
 import tomllib
 import warnings
-
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -14,7 +14,8 @@ import xarray as xr
 from glacierxr.errors import InvalidArgumentError, StoreExistsError, TrainingFailedWarning
 from glacierxr.models.inputs import inputs_of
 from glacierxr.training.loop import train
-from glacierxr.training.recipe import Recipe, recipe as resolve_recipe
+from glacierxr.training.recipe import Recipe
+from glacierxr.training.recipe import recipe as resolve_recipe
 from glacierxr.training.sampling import GridChips, RandomChips, mosaic, split_blocks, training_raster
 
 __all__ = ["fit", "run_dir", "check_run", "FAILED_F1"]

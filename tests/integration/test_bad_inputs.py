@@ -46,6 +46,8 @@ from glacierxr.errors import (
     InvalidDatetimeError,
     InventoryNotFoundError,
     MissingBandError,
+    NoOverlapError,
+    OutlinesNotFoundError,
     StacConnectionError,
     StoreExistsError,
     UnknownModelError,
@@ -169,10 +171,14 @@ def _open_without_swir(c):
     gx.open_cube(items, bbox=c.bbox)
 
 
-def _far_outlines(c):
+def _far_outlines_frame(c):
     far = c.outlines.copy()
     far["geometry"] = far.geometry.translate(1_000_000, 0)
-    gx.inventory(far, c.dem)
+    return far
+
+
+def _far_outlines(c):
+    gx.inventory(_far_outlines_frame(c), c.dem)
 
 
 def _outlines_without_crs(c):
@@ -231,7 +237,7 @@ API = [
     Case("predict-on-a-dataarray", lambda c, ws: predict(c.cube["B03"], c.unet), InvalidArgumentError,
          r"predict needs an xarray.Dataset with one variable per band.*got a DataArray.*to_dataset"),
     Case("predict-unknown-model-name", lambda c, ws: _predict(c, model="foo-net"), UnknownModelError,
-         r"unknown model 'foo-net'; available: .*unet"),
+         r"model='foo-net' is neither a checkpoint file nor a known model"),  # the one rule of models.resolve
     Case("create-unknown-model", lambda c, ws: gx.models.create("foo-net", bands=BANDS), UnknownModelError,
          r"unknown model 'foo-net'; available: .*band-ratio"),
     Case("create-unknown-preset", lambda c, ws: gx.models.create("unet", preset="huge", bands=BANDS),
@@ -266,8 +272,12 @@ API = [
          r"dem has no CRS.*dem\.rio\.write_crs\('EPSG:xxxx'\)"),
     Case("inventory-outlines-without-crs", lambda c, ws: _outlines_without_crs(c), CRSError,
          r"outlines have no CRS; set it with outlines\.set_crs"),
-    Case("inventory-no-overlap", lambda c, ws: _far_outlines(c), InvalidArgumentError,
+    Case("inventory-no-overlap", lambda c, ws: _far_outlines(c), NoOverlapError,
          r"outlines and the DEM do not overlap.*Pass a DEM that covers the glaciers"),
+    Case("evaluate-no-overlap", lambda c, ws: gx.evaluate(c.prob, _far_outlines_frame(c)), NoOverlapError,
+         r"No reference outline overlaps the prediction"),
+    Case("evaluate-reference-file-missing", lambda c, ws: gx.evaluate(c.prob, ws / "nope.gpkg"), OutlinesNotFoundError,
+         r"reference outlines file '.*nope\.gpkg' does not exist; check the path"),
     Case("evaluate-without-crs", lambda c, ws: gx.evaluate(no_crs(c.prob), gpd.read_file(c.region.truth_path)),
          CRSError, r"prediction has no CRS.*write_crs"),
     Case("evaluate-nan-threshold", lambda c, ws: gx.evaluate(c.prob, c.outlines, threshold=float("nan")),
@@ -319,7 +329,8 @@ CLI = [
     Case("cli-window-not-a-multiple", lambda c, ws: _inventory_args(c, ws, "--overwrite", out="run", window=100,
 
                                                                   model=ws / "models" / "unet.pt"),
-         InputShapeError, r"--window 100 must be a positive multiple of the model's output stride 16; use --window 96 or --window 112"),
+         InputShapeError,
+         r"--window 100 must be a positive multiple of the model's output stride 16; use --window 96 or --window 112"),
     Case("cli-overlap-too-large", lambda c, ws: _inventory_args(c, ws, overlap=100), InputShapeError,
          r"--overlap 100 must be a whole number of pixels between 0 and half the window \(64\)"),
 
@@ -339,7 +350,8 @@ CLI = [
     Case("cli-checkpoint-newer", lambda c, ws: _inventory_args(c, ws, model=ws / "models" / "newer.pt"),
          CheckpointVersionError, r"written by a newer glacierxr.*pip install -U glacierxr"),
     Case("cli-out-exists-without-resume", lambda c, ws: _inventory_args(c, ws, out="run"), StoreExistsError,
-         r"run already exists and is not empty; pass --resume to finish the run in it, --overwrite to replace it, or choose another out folder"),
+         r"run already exists and is not empty; pass --resume to finish the run in it, --overwrite to replace it, "
+         r"or choose another out folder"),
     Case("cli-resume-with-other-parameters", lambda c, ws: _inventory_args(c, ws, "--resume", out="run"),
          InvalidArgumentError, r"holds a run with other parameters \(.*tile.*\); resume it with the same parameters"),
     Case("cli-resume-a-folder-without-a-run", lambda c, ws: _inventory_args(c, ws, "--resume", out="not-a-run"),

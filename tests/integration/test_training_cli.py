@@ -112,7 +112,7 @@ def test_train_checks_every_option_before_it_searches(region, tmp_path):
     out = tmp_path / "m.pt"
     base = ["train", "--stac", "http://127.0.0.1:9", "--bbox", *map(str, region.bbox), "--datetime", region.datetime,
             "--outlines", str(region.truth_path), "--out", str(out)]  # nothing listens on port 9
-    for extra, words in ((["--lr", "-1"], "lr="), (["--epochs", "0"], "epochs="), (["--chip", "100"], "multiple of 32"),
+    for extra, words in ((["--lr", "-1"], "--lr -1"), (["--epochs", "0"], "--epochs 0"), (["--chip", "100"], "multiple of 32"),
                          (["--bands", "BX"], "unknown group"), (["--model", "nope"], "unknown model"),
                          (["--init", "nope.tag"], "no shipped checkpoint")):
         r = runner.invoke(main, [*base, *extra])

@@ -54,3 +54,23 @@ def test_unknown_attribute_says_so():
         gx.open_cubes  # noqa: B018
     with pytest.raises(AttributeError, match="glacierxr.models"):
         gx.models.nope  # noqa: B018
+
+
+def test_accessor_methods_are_the_module_functions():
+    import importlib
+    import inspect
+
+    import numpy as np
+    import xarray as xr
+
+    import glacierxr  # noqa: F401  (registers the accessors)
+
+    prob = xr.DataArray(np.zeros((2, 2), np.float32), dims=("y", "x"))
+    cube = xr.Dataset({"B03": prob})
+    for obj, module, name in ((cube, "glacierxr.predict", "predict"), (prob, "glacierxr.store", "to_zarr"),
+                              (prob, "glacierxr.vectorize", "outlines"), (prob, "glacierxr.evaluate", "evaluate")):
+        func = getattr(importlib.import_module(module), name)
+        method = getattr(obj.glacier, name)
+        assert method.__doc__ == func.__doc__ and method.__wrapped__ is func
+        expected = list(inspect.signature(func).parameters)[1:]
+        assert list(inspect.signature(method).parameters) == expected  # e.g. to_zarr's batch, evaluate's id_column

@@ -19,7 +19,6 @@ from glacierxr.errors import (
     UnknownModelError,
 )
 
-
 torch.set_num_threads(2)
 
 BANDS = ("B02", "B03", "B04", "B08", "B11", "VV", "elevation")
@@ -503,3 +502,21 @@ def test_checkpoints_are_written_with_the_umask_permissions_not_0600(tmp_path):
         os.umask(old)
     for p in (path, gm.mlm_path(path)):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, oct(p.stat().st_mode)
+
+
+def test_one_rule_resolves_model_names_for_predict_the_run_and_the_cli(tmp_path):
+    from glacierxr.errors import InvalidArgumentError, UnknownModelError
+    from glacierxr.models.resolve import BAND_RATIO_BANDS
+
+    assert gm.resolve("band-ratio").bands == BAND_RATIO_BANDS == ("B03", "B04", "B08", "B11")
+    assert gm.resolve("lgt-lgcb.synth-s2").arch == "lgt-lgcb"
+    model = gm.create("band-ratio", bands=["B04", "B11"])
+    assert gm.resolve(model) is model
+    path = gm.save(model, tmp_path / "m.pt")
+    assert gm.resolve(path).bands == ("B04", "B11") and gm.resolve(str(path)).bands == ("B04", "B11")
+    with pytest.raises(InvalidArgumentError, match="needs trained weights"):
+        gm.resolve("unet")
+    with pytest.raises(UnknownModelError, match="neither a checkpoint file nor a known model"):
+        gm.resolve("foo-net")
+    with pytest.raises(gm.CheckpointNotFoundError):
+        gm.resolve(str(tmp_path / "missing.pt"))

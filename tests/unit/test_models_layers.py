@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from glacierxr.errors import InputShapeError
 from glacierxr.models.base import check_input, nearest_multiples
 from glacierxr.models.decoders import cross_shaped_context
 from glacierxr.models.layers import RelativePositionBias, window_attention
 from glacierxr.models.lgt import stage_kinds
-from glacierxr.errors import InputShapeError
 
 torch.set_num_threads(2)
 

@@ -10,7 +10,7 @@ import xarray as xr
 
 import glacierxr.models as gm
 from glacierxr.errors import InvalidArgumentError, ModelConfigError, ModelInputError
-from glacierxr.training import (IGNORE, GridChips, RandomChips, TrainingRaster, dice_ce_loss, recipe, train)
+from glacierxr.training import IGNORE, GridChips, RandomChips, TrainingRaster, dice_ce_loss, recipe, train
 from glacierxr.training.sampling import hard_pixels, split_blocks, window_weights
 
 from .test_training import Squares, unet

@@ -12,8 +12,17 @@ from shapely.geometry import box
 
 import glacierxr.models as gm
 from glacierxr.errors import CRSError, InvalidArgumentError, MissingBandError
-from glacierxr.training import (ChipDataset, RandomD4, chip_windows, d4, dice_ce_loss, random_d4,
-                                rasterize_labels, state_path, train)
+from glacierxr.training import (
+    ChipDataset,
+    RandomD4,
+    chip_windows,
+    d4,
+    dice_ce_loss,
+    random_d4,
+    rasterize_labels,
+    state_path,
+    train,
+)
 
 X0, Y0, RES = 500_000.0, 3_100_000.0, 10.0
 
