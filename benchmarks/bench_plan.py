@@ -106,7 +106,7 @@ def table(rows: list[dict]) -> str:
     cols = [c for c in cols if any(c in r for r in rows)]
     cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths, strict=True))  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(x) for x in cells)])
 
 

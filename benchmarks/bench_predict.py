@@ -75,7 +75,7 @@ def plain_loop(cube: xr.Dataset, model, window: int, batch_size: int, device: st
             batch = origins[i : i + batch_size]
             t = torch.from_numpy(np.stack([padded[:, y : y + window, x0 : x0 + window] for y, x0 in batch])).to(device)
             p = torch.softmax(model(t), 1)[:, 1].cpu().numpy()
-            for (y, x0), pi in zip(batch, p):
+            for (y, x0), pi in zip(batch, p, strict=True):
                 if overlap:
                     num[y : y + window, x0 : x0 + window] += weight * pi
                     den[y : y + window, x0 : x0 + window] += weight
@@ -179,13 +179,13 @@ def main() -> None:
                 cube.glacier.predict(model, **kw).values  # warm-up at this window size
                 raw, pred = [], []
                 for i in range(args.repeat):  # the order flips every pair: no first-or-second bias
-                    pair = [(raw, lambda: plain_loop(cube, model, win, args.batch_size, device, overlap=ov)),
-                            (pred, lambda: cube.glacier.predict(model, **kw).values)]
+                    pair = [(raw, lambda win=win, ov=ov: plain_loop(cube, model, win, args.batch_size, device, overlap=ov)),
+                            (pred, lambda kw=kw: cube.glacier.predict(model, **kw).values)]
                     for times, fn in pair[:: 1 if i % 2 == 0 else -1]:
                         times.append(_clocked(fn))
                 best_raw, best_pred = min(r[0] for r in raw), min(p[0] for p in pred)
-                pair = statistics.median(p[0] / r[0] for p, r in zip(pred, raw))
-                cpu = statistics.median(p[1] / r[1] for p, r in zip(pred, raw))
+                pair = statistics.median(p[0] / r[0] for p, r in zip(pred, raw, strict=True))
+                cpu = statistics.median(p[1] / r[1] for p, r in zip(pred, raw, strict=True))
                 host_raw, host_pred = host_seconds(cube, model, args.batch_size, device, win, ov)
                 print(f"    {win:6d} {ov:7d} {best_raw:7.2f} {best_pred:9.2f} {best_pred / best_raw:9.3f} "
                       f"{pair:11.3f} {cpu:9.3f} {host_raw:7.3f} {host_pred:7.3f} "
@@ -203,7 +203,7 @@ def main() -> None:
     if "b" in parts:
         base = None
         for overlap in (0, 32, 64, 128):
-            t = timed(lambda: cube.glacier.predict(model, window=window, overlap=overlap, device=device,
+            t = timed(lambda overlap=overlap: cube.glacier.predict(model, window=window, overlap=overlap, device=device,
                                                    batch_size=args.batch_size).values, args.repeat)
             base = base or t
             print(f"(b) overlap {overlap:3d}: {t:6.2f} s  ratio {t / base:.2f}  {rate(t, size)}")

@@ -64,7 +64,7 @@ def main() -> None:
     ratio = scores["band-ratio"]
     for name, vals in scores.items():
         wall = next((f"{r['train_wall_s']:.0f}" for r in rows if r["model"] == name), "–")
-        diff = " / ".join(f"{v - b:+.4f}" for v, b in zip(vals, ratio))
+        diff = " / ".join(f"{v - b:+.4f}" for v, b in zip(vals, ratio, strict=True))
         lines.append(f"| {name} | {wall} | " + " | ".join(f"{v:.4f}" for v in vals)
                      + f" | {sum(vals) / len(vals):.4f} | {diff} |")
     text = "\n".join(lines)

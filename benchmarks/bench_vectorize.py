@@ -29,7 +29,7 @@ def lazy_mask(size: int, chunks: int) -> xr.DataArray:
     def block(_, block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
         y, x = np.mgrid[r0:r1, c0:c1]
-        f = sum(np.sin(k[0] * y + k[1] * x + p) for k, p in zip(waves, phases))
+        f = sum(np.sin(k[0] * y + k[1] * x + p) for k, p in zip(waves, phases, strict=True))
         return (f > 1.2).astype(np.float32)
 
     data = da.map_blocks(block, da.empty((size, size), chunks=chunks, dtype=np.float32), dtype=np.float32)

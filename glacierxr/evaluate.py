@@ -327,7 +327,7 @@ def _prepare_outlines(reference: Any, grid: _Grid, id_column: str | None):
             "xr.zeros_like(prediction) as the reference."
         )
     geoms = geoms[keep]
-    ids = [i for i, k in zip(ids, keep) if k]
+    ids = [i for i, k in zip(ids, keep, strict=True) if k]
     clipped = (~shapely.within(geoms, extent)).tolist()
     return geoms, ids, clipped
 
@@ -354,7 +354,7 @@ def _rasterize_block(geoms: np.ndarray, values: np.ndarray, transform: Affine, s
     # concurrent calls can leak a spurious NotGeoreferencedWarning. Burning is cheap; take turns.
     with _RASTERIZE_LOCK:
         return features.rasterize(
-            zip(geoms, values.tolist()), out_shape=shape, transform=transform, fill=0, all_touched=False,
+            zip(geoms, values.tolist(), strict=True), out_shape=shape, transform=transform, fill=0, all_touched=False,
             dtype=dtype.name,
         )
 
@@ -592,7 +592,7 @@ def _object_block(pred: np.ndarray, ref: np.ndarray, *, dist: _Distances, depth:
 def _halo_depth(chunks: tuple[tuple[int, ...], tuple[int, ...]], halo: tuple[int, int]):
     """Depth per axis and the chunks to use: an axis the halo would cover whole becomes one chunk."""
     depth, out = [], []
-    for c, h in zip(chunks, halo):
+    for c, h in zip(chunks, halo, strict=True):
         if len(c) == 1 or h >= sum(c):
             depth.append(0)
             out.append((sum(c),))
@@ -660,7 +660,7 @@ def _object_metrics(vector: np.ndarray, reference: _Reference, dist: _Distances)
     if reference.ids is not None:
         out["per_glacier"] = [
             _glacier_row(gid, int(ref_count[k + 1]), int(inside[k + 1]), int(attributed[k + 1]), km2, clipped)
-            for k, (gid, clipped) in enumerate(zip(reference.ids, reference.clipped))
+            for k, (gid, clipped) in enumerate(zip(reference.ids, reference.clipped, strict=True))
         ]
     return out
 

@@ -134,11 +134,14 @@ def _dask_client(workers: int | None, scheduler: str | None, echo) -> Iterator[o
             try:
                 yield client
             finally:
-                # retire the workers before the scheduler goes: closing both at once lets a worker's
-                # heartbeat hit a closed scheduler and log a traceback on the way out
+                # the shutdown is reported by loggers in this process and in every worker process
+                # (a last heartbeat can still meet a closing scheduler): silence them all, then retire
+                # the workers before the scheduler goes
+                _quiet(_TEARDOWN_LOGGERS)
+                with contextlib.suppress(Exception):
+                    client.run(_quiet, _TEARDOWN_LOGGERS)
                 with contextlib.suppress(Exception):
                     client.retire_workers(list(client.scheduler_info()["workers"]), close_workers=True, remove=True)
-                _quiet(_TEARDOWN_LOGGERS)
     else:
         with Client(scheduler) as client:
             echo(f"dask       {scheduler}, dashboard {client.dashboard_link}")

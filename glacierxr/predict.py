@@ -185,7 +185,7 @@ def _stage1(core, halo, *, iy, ix, handle, mean, std, window, overlap, stride, s
     weight = blend_weights(window, overlap) if overlap else None
 
     def blend(batch, prob):
-        for (y, x0), p in zip(batch, prob.result()):
+        for (y, x0), p in zip(batch, prob.result(), strict=True):
             if weight is None:  # windows tile the chunk exactly: no sums needed
                 out[0, y : y + window, x0 : x0 + window] = p
                 out[1, y : y + window, x0 : x0 + window] = 1.0

@@ -73,5 +73,5 @@ def _draw(draw, outlines, rgb: xr.DataArray) -> None:
         for poly in getattr(geom, "geoms", [geom]):
             for ring in [poly.exterior, *poly.interiors]:
                 xs, ys = np.asarray(ring.coords).T
-                pts = list(zip((xs - x0) / dx + 0.5, (ys - y0) / dy + 0.5))
+                pts = list(zip((xs - x0) / dx + 0.5, (ys - y0) / dy + 0.5, strict=True))
                 draw.line(pts, fill=(255, 220, 0), width=1)

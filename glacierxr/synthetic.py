@@ -406,7 +406,7 @@ def _footprint(bounds: tuple[float, float, float, float], crs: str) -> tuple[dic
         lon, lat = xs, ys
     else:
         lon, lat = lonlat_of(CRS.from_user_input(crs), xs, ys)
-    ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat)]
+    ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
     bbox = [min(lon), min(lat), max(lon), max(lat)]
     return {"type": "Polygon", "coordinates": [ring]}, [round(float(v), 7) for v in bbox]
 
@@ -477,7 +477,7 @@ def _region_polygon(transform: Affine, shape: tuple[int, int], crs: CRS, n: int 
     xs = np.concatenate([xmin + (xmax - xmin) * t, np.full(n, xmax), xmax - (xmax - xmin) * t, np.full(n, xmin)])
     ys = np.concatenate([np.full(n, ymin), ymin + (ymax - ymin) * t, np.full(n, ymax), ymax - (ymax - ymin) * t])
     lon, lat = lonlat_of(crs, xs, ys)
-    return Polygon(zip(np.asarray(lon, float), np.asarray(lat, float)))
+    return Polygon(zip(np.asarray(lon, float), np.asarray(lat, float), strict=True))
 
 
 def _zone_number(lon: float) -> int:

@@ -107,7 +107,7 @@ def _stitch(pieces: list[tuple]) -> list[tuple]:
         return i
 
     left, right = tree.query(geoms, predicate="intersects")
-    for i, j in zip(left, right):
+    for i, j in zip(left, right, strict=True):
         if i < j and border[i][1] == border[j][1]:
             shared = geoms[i].intersection(geoms[j])
             if shared.length > 0:  # an edge, not a corner: 4-connectivity

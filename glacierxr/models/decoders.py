@@ -200,7 +200,7 @@ class ResNetDecoder(nn.Module):
         skips = list(encoder_channels)[::-1]
         self.stages = nn.ModuleList()
         cin = skips[0]
-        for i, (width, count) in enumerate(zip(widths, counts)):
+        for i, (width, count) in enumerate(zip(widths, counts, strict=True)):
             stage_in = cin if i == 0 else cin + skips[i]
             self.stages.append(make_stage(block, stage_in, width, count))
             cin = stage_out_channels(block, width)
@@ -212,7 +212,7 @@ class ResNetDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         skips = feats[::-1]
         x = self.stages[0](skips[0])
-        for stage, skip in zip(self.stages[1:], skips[1:]):
+        for stage, skip in zip(self.stages[1:], skips[1:], strict=True):
             x = stage(torch.cat([_up2(x), skip], dim=1))
         return self.head(x)
 
@@ -257,7 +257,7 @@ class LGTDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         f = feats[::-1]
         x = self.bottleneck_norm(self.bottleneck(f[0].permute(0, 2, 3, 1)))  # channels-last
-        for fuse, fnorm, stage, norm, skip in zip(self.fuse, self.fuse_norms, self.stages, self.norms, f[1:]):
+        for fuse, fnorm, stage, norm, skip in zip(self.fuse, self.fuse_norms, self.stages, self.norms, f[1:], strict=True):
             up = _up2(x.permute(0, 3, 1, 2))
             x = fnorm(fuse(torch.cat([up, skip], dim=1).permute(0, 2, 3, 1)))
             x = norm(stage(x))

@@ -97,7 +97,7 @@ class LGTConfig:
         bad = [p for p in self.encoder_pattern if p not in ENCODER_PATTERNS]
         if bad:
             raise ModelConfigError(f"encoder_pattern entries must be one of {ENCODER_PATTERNS}; got {bad}")
-        for dim, heads in zip(self.embed_dims, self.num_heads):
+        for dim, heads in zip(self.embed_dims, self.num_heads, strict=True):
             if heads < 1 or dim % heads:
                 raise ModelConfigError(f"stage width {dim} is not divisible by its {heads} heads")
         if any(d < 1 for d in self.depths):
@@ -225,7 +225,7 @@ class LGTStage(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             LGTBlock(dim, heads, kind, window=window, sr=sr, mlp_ratio=mlp_ratio, drop_path=dp)
-            for kind, dp in zip(stage_kinds(pattern, depth), drop_paths)
+            for kind, dp in zip(stage_kinds(pattern, depth), drop_paths, strict=True)
         )
         self.cpe = ConditionalPositionEncoding(dim) if cpe else None
 
@@ -280,7 +280,7 @@ class LGTEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
-        for i, (embed, stage, norm) in enumerate(zip(self.embeds, self.stages, self.norms)):
+        for i, (embed, stage, norm) in enumerate(zip(self.embeds, self.stages, self.norms, strict=True)):
             t = embed(x)
             if self.pos_embeds is not None:
                 t = t + self._abs_pos(i, t.shape[1], t.shape[2])

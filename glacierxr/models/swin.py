@@ -170,7 +170,7 @@ class SwinUNet(GlacierModel):
                 skips.append(x)
                 x = self.merges[i](x)
         x = self.norm(x)
-        for expand, proj, stage, skip in zip(self.expands, self.concat_proj, self.dec_stages, skips[::-1]):
+        for expand, proj, stage, skip in zip(self.expands, self.concat_proj, self.dec_stages, skips[::-1], strict=True):
             x = stage(proj(torch.cat([expand(x), skip], dim=-1)))
         x = self.final_expand(self.dec_norm(x))
         return self.classifier(x.permute(0, 3, 1, 2).contiguous())

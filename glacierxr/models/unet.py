@@ -68,6 +68,6 @@ class UNet(GlacierModel):
             x = block(x if i == 0 else self.pool(x))
             skips.append(x)
         x = skips.pop()
-        for up, conv in zip(self.up, self.up_convs):
+        for up, conv in zip(self.up, self.up_convs, strict=True):
             x = conv(torch.cat([skips.pop(), up(x)], dim=1))
         return self.classifier(x)

@@ -63,7 +63,7 @@ _REFL = np.array([
 
 def reflectance_table() -> dict[str, dict[str, float]]:
     """Mean surface reflectance per class and asset key (before brightness variation)."""
-    return {c: dict(zip(_BANDS, map(float, row))) for c, row in zip(_CLASSES, _REFL)}
+    return {c: dict(zip(_BANDS, map(float, row), strict=True)) for c, row in zip(_CLASSES, _REFL, strict=True)}
 
 
 # ----------------------------------------------------------------------------- noise

@@ -352,7 +352,7 @@ def s2_items(
                     "earthsearch:boa_offset_applied": bool(boa_offset_applied),
                     "updated": stamp,
                 },
-                "geometry": {"type": "Polygon", "coordinates": [[_round(p) for p in zip(lon, lat)]]},
+                "geometry": {"type": "Polygon", "coordinates": [[_round(p) for p in zip(lon, lat, strict=True)]]},
                 "bbox": _round([np.min(lon), np.min(lat), np.max(lon), np.max(lat)]),
                 "stac_extensions": [_EXT[k] for k in ("processing", "grid", "raster", "proj", "mgrs", "eo")],
                 "collection": "sentinel-2-l2a",

@@ -38,7 +38,7 @@ def random_d4(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> t
     if x.shape[-1] != x.shape[-2]:
         raise InvalidArgumentError(f"random rotations need square chips; got {tuple(x.shape[-2:])}")
     ks = torch.randint(0, 8, (x.shape[0],), generator=generator).tolist()
-    pairs = [d4(xi, yi, k) for xi, yi, k in zip(x, y, ks)]
+    pairs = [d4(xi, yi, k) for xi, yi, k in zip(x, y, ks, strict=True)]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 

@@ -134,7 +134,7 @@ def fit(
     if len(cubes) != len(labels) or not cubes:
         raise InvalidArgumentError(f"{len(cubes)} cubes and {len(labels)} outlines: pass one outlines per cube.")
     rasters = [training_raster(c, o, model.bands, cache=run / "chips" / (str(i) if len(cubes) > 1 else "")
-                               if cache else None, progress=progress) for i, (c, o) in enumerate(zip(cubes, labels))]
+                               if cache else None, progress=progress) for i, (c, o) in enumerate(zip(cubes, labels, strict=True))]
     first = max(256, r.chip)  # mosaic padding and the first block size agree, so no block spans two regions
     raster = rasters[0] if len(rasters) == 1 else mosaic(rasters, multiple=first)
     # blocks of 256 px, smaller on a small area (at least 12 blocks, so a validation share exists

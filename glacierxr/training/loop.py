@@ -214,7 +214,7 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
             state = torch.load(sp, map_location="cpu", weights_only=False)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule for the new total
+            for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):  # the schedule for the new total
                 group["lr"] = base * cosine(sched.last_epoch)
             loader_gen.set_state(state["loader_generator"])
             aug_gen.set_state(state["augment_generator"])
@@ -242,7 +242,7 @@ def train(model, train_ds, val_ds, *, epochs: int, batch_size: int = 4, lr: floa
             model.train()
             lr_start = opt.param_groups[0]["lr"]
             loss_sum, n = 0.0, 0
-            for step, (x, y) in enumerate(loader, 1):
+            for x, y in loader:
                 if augment:
                     x, y = random_d4(x, y, aug_gen)
                 x, y = x.to(dev), y.to(dev)

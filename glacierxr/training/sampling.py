@@ -83,7 +83,7 @@ class TrainingRaster:
                                        "search's dates and cloud cover, or the bands.")
         mean = sums[:, 0] / n
         std = np.sqrt(np.maximum(sums[:, 1] / n - mean ** 2, 0.0))
-        return {b: (float(m), float(s) if s > 1e-6 else 1.0) for b, m, s in zip(self.bands, mean, std)}
+        return {b: (float(m), float(s) if s > 1e-6 else 1.0) for b, m, s in zip(self.bands, mean, std, strict=True)}
 
     def chip(self, r: int, c: int, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The normalised bands (NaN set to 0) and labels of the window at ``(r, c)``."""
@@ -173,7 +173,7 @@ def mosaic(rasters: Sequence[TrainingRaster], multiple: int = 256) -> TrainingRa
     x = np.full((len(rasters[0].bands), h, sum(widths)), np.nan, np.float32)
     y = np.full((h, sum(widths)), IGNORE, np.uint8)
     c = 0
-    for r, w in zip(rasters, widths):
+    for r, w in zip(rasters, widths, strict=True):
         x[:, : r.shape[0], c:c + r.shape[1]] = r.x
         y[: r.shape[0], c:c + r.shape[1]] = r.y
         c += w

@@ -52,7 +52,7 @@ def test_the_truth_scores_perfectly(truth, outlines, chunks):
     assert r["confusion"][1][1] == int(truth.sum())
     assert r["boundary_mean_m"] == 0 and r["boundary_p95_m"] == 0
     assert [g["id"] for g in r["per_glacier"]] == list(outlines.glac_id)
-    for g, area in zip(r["per_glacier"], outlines.area_km2):
+    for g, area in zip(r["per_glacier"], outlines.area_km2, strict=True):
         assert g["area_error_km2"] == 0 and g["area_error_pct"] == 0
         assert g["area_ref_km2"] == pytest.approx(area, rel=1e-9)  # outlines follow pixel edges
 

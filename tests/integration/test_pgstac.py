@@ -94,7 +94,7 @@ def test_inventory_equals_the_rustac_run(region, runs):
     xr.testing.assert_equal(pa, pb)  # dims, coordinates and values; attrs may name the API
     ga, gb = gpd.read_parquet(rustac / "outlines.parquet"), gpd.read_parquet(pgstac / "outlines.parquet")
     assert len(ga) == len(gb) >= 1
-    assert ga.crs == gb.crs and all(a.equals_exact(b, 0) for a, b in zip(ga.geometry, gb.geometry))
+    assert ga.crs == gb.crs and all(a.equals_exact(b, 0) for a, b in zip(ga.geometry, gb.geometry, strict=True))
     pd.testing.assert_frame_equal(pd.DataFrame(ga.drop(columns="geometry")), pd.DataFrame(gb.drop(columns="geometry")))
     assert (rustac / "inventory.csv").read_bytes() == (pgstac / "inventory.csv").read_bytes()
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (rustac, pgstac))

@@ -96,13 +96,14 @@ def test_glaciers_do_not_depend_on_the_tiling(region, stac_url, tmp_path):
     tree = __import__("shapely").STRtree(a.geometry.values)
     left, right = tree.query(a.geometry.values, predicate="intersects")
     ids = a["complex_id"].to_numpy()
-    assert all(ids[i] == ids[j] for i, j in zip(left, right) if i < j and a.geometry[i].intersection(a.geometry[j]).length)
+    shared = [(i, j) for i, j in zip(left, right, strict=True) if i < j and a.geometry[i].intersection(a.geometry[j]).length]
+    assert all(ids[i] == ids[j] for i, j in shared)
     masses = gpd.read_parquet(tmp_path / "small" / "complexes.parquet")
     assert len(a) > len(masses) and (masses["n_glaciers"] >= 2).any()  # split at divides, also the merged ones
     assert masses.equals(gpd.read_parquet(tmp_path / "one" / "complexes.parquet"))
     tree = __import__("shapely").STRtree(masses.geometry.values)
     left, right = tree.query(masses.geometry.values, predicate="intersects")
-    assert all(masses.geometry[i].intersection(masses.geometry[j]).length == 0 for i, j in zip(left, right) if i < j)
+    assert all(masses.geometry[i].intersection(masses.geometry[j]).length == 0 for i, j in zip(left, right, strict=True) if i < j)
 
 
 # ----------------------------------------------------------------------------- killed runs
@@ -135,7 +136,7 @@ def _same_outputs(a: Path, b: Path) -> None:
         pb = xr.open_zarr(b / store)["glacier_probability"].values
         np.testing.assert_array_equal(pa, pb)
     ga, gb = gpd.read_parquet(a / "outlines.parquet"), gpd.read_parquet(b / "outlines.parquet")
-    assert len(ga) == len(gb) and all(x.equals_exact(y, 0) for x, y in zip(ga.geometry, gb.geometry))
+    assert len(ga) == len(gb) and all(x.equals_exact(y, 0) for x, y in zip(ga.geometry, gb.geometry, strict=True))
     assert (a / "inventory.csv").read_bytes() == (b / "inventory.csv").read_bytes()
 
 

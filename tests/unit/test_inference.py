@@ -41,7 +41,7 @@ def test_queued_requests_share_forward_passes_up_to_the_batch_size():
     results = [f.result(10) for f in [first, *later]]
     assert model.sizes == [3, 5, 4]  # 2 + 3 merged; 4 more would pass 8, so it waits for the next pass
     assert (run.batches, run.windows) == (3, 12)
-    for res, (n, base) in zip(results, [(3, 0.0), (2, 10.0), (3, 20.0), (4, 30.0)]):
+    for res, (n, base) in zip(results, [(3, 0.0), (2, 10.0), (3, 20.0), (4, 30.0)], strict=True):
         expected = 1 / (1 + np.exp(-(base + np.arange(n))))  # softmax of (0, x) is sigmoid(x)
         np.testing.assert_allclose(res[:, 0, 0], expected, rtol=1e-5)
         assert res.shape == (n, 8, 8)

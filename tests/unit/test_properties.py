@@ -165,7 +165,7 @@ def test_blending_never_leaves_the_range_of_the_windows(layout, data):
     starts = window_starts(n, tile, stride)
     values = data.draw(arrays(np.float64, len(starts), elements=st.floats(0, 1)))
     num, den = np.zeros(starts[-1] + tile), np.zeros(starts[-1] + tile)
-    for s, v in zip(starts, values):
+    for s, v in zip(starts, values, strict=True):
         num[s : s + tile] += r * v
         den[s : s + tile] += r
     blended = num[:n] / den[:n]
@@ -229,7 +229,7 @@ def test_outlines_do_not_depend_on_the_chunking(mask, data):
     assert len(chunked) == len(whole)
     np.testing.assert_allclose(chunked["area_km2"], whole["area_km2"], rtol=1e-9)
     np.testing.assert_allclose(chunked["mean_probability"], whole["mean_probability"], rtol=1e-6)
-    for a, b in zip(chunked.geometry, whole.geometry):
+    for a, b in zip(chunked.geometry, whole.geometry, strict=True):
         assert shapely.equals(a, b), (a.wkt, b.wkt)
 
 
@@ -245,5 +245,5 @@ def test_threshold_and_mask_agree(mask, threshold):
     got = _exact(raster.copy(data=prob.astype("float64")), threshold=threshold)
     got = got[[c for c in got.columns if c != "mean_probability"]]
     assert len(got) == len(expected)
-    for a, b in zip(got.geometry, expected.geometry):
+    for a, b in zip(got.geometry, expected.geometry, strict=True):
         assert shapely.equals(a, b)
