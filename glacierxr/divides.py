@@ -194,11 +194,9 @@ def complex_id(lon: float, lat: float) -> str:
     GLIMS) can be shared by two small neighbours, a complex's id must not be (the complexes of a
     regional inventory are assembled from their glaciers by it).
     """
-    if not (np.isfinite(lon) and np.isfinite(lat)):
-        return ""
-    east = int(round((lon % 360.0) * 1e5)) % 36_000_000
-    north = int(round(abs(lat) * 1e5))
-    return f"C{east:08d}E{north:07d}{'N' if lat >= 0 else 'S'}"
+    from glacierxr.inventory import point_id
+
+    return point_id(lon, lat, prefix="C", decimals=5)
 
 
 def _complex_ids(geoms: np.ndarray, crs: Any) -> np.ndarray:
@@ -223,6 +221,13 @@ def _areas_km2(geoms: np.ndarray, crs: Any) -> np.ndarray:
 
 def _polygons(geom: Any) -> list:
     return [p for p in getattr(geom, "geoms", [geom]) if isinstance(p, shapely.Polygon) and not p.is_empty]
+
+
+def _glaciers_of(g: Any, parts: list, labels: list[int], crs: Any, min_area_km2: float) -> list:
+    """The glaciers of complex ``g`` from its labelled parts; ``g`` whole when it is one part."""
+    if len(parts) <= 1:
+        return [g]
+    return _assign_parts(parts, labels, _areas_km2(np.array(parts, dtype=object), crs), min_area_km2)
 
 
 def _assign_parts(parts: list, labels: list[int], areas: np.ndarray, min_area_km2: float) -> list:
@@ -290,10 +295,7 @@ def _split_by_divides(geoms: np.ndarray, crs: Any, divides: Any, min_area_km2: f
         for p in _polygons(rest):
             parts.append(p)
             labels.append(-1)
-        if len(parts) <= 1:
-            out.append([g])
-            continue
-        out.append(_assign_parts(parts, labels, _areas_km2(np.array(parts, dtype=object), crs), min_area_km2))
+        out.append(_glaciers_of(g, parts, labels, crs, min_area_km2))
     return out
 
 
@@ -334,10 +336,7 @@ def _split_by_dem(geoms: np.ndarray, crs: Any, dem: Any, min_area_km2: float, mi
                 for p in _polygons(shapely.intersection(g, b)):
                     parts.append(p)
                     labels.append(lab)
-            if len(parts) <= 1:
-                out.append([g])
-                continue
-            out.append(_assign_parts(parts, labels, _areas_km2(np.array(parts, dtype=object), crs), min_area_km2))
+            out.append(_glaciers_of(g, parts, labels, crs, min_area_km2))
     return out
 
 

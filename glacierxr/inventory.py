@@ -193,11 +193,20 @@ def glims_id(lon: float, lat: float) -> str:
     str
         ``""`` when either coordinate is not finite.
     """
+    return point_id(lon, lat, prefix="G", decimals=3)
+
+
+def point_id(lon: float, lat: float, *, prefix: str, decimals: int) -> str:
+    """``{prefix}{lon east}E{|lat|}{N|S}`` with ``decimals`` digits of degrees (``""`` if not finite).
+
+    The format of :func:`glims_id` (``decimals=3``) and of ice-complex ids (``decimals=5``).
+    """
     if not (np.isfinite(lon) and np.isfinite(lat)):
         return ""
-    east = int(round((lon % 360.0) * 1000)) % 360_000
-    north = int(round(abs(lat) * 1000))
-    return f"G{east:06d}E{north:05d}{'N' if lat >= 0 else 'S'}"
+    scale = 10**decimals
+    east = int(round((lon % 360.0) * scale)) % (360 * scale)
+    north = int(round(abs(lat) * scale))
+    return f"{prefix}{east:0{3 + decimals}d}E{north:0{2 + decimals}d}{'N' if lat >= 0 else 'S'}"
 
 
 def aspect_sector(aspect_deg: float | np.ndarray) -> int | np.ndarray:
